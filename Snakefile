@@ -1,0 +1,24 @@
+# spacemoc: SPACE+MOC object discovery for Atari as a Snakemake workflow.
+# Target paths and file formats: docs/design.md. Config keys: workflow/schemas/config.schema.yaml.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/tracking.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,5 @@
+import sys
+
+from spacemoc.cli import main
+
+sys.exit(main())
