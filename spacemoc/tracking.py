@@ -1,0 +1,376 @@
+"""Multi-object tracking on top of the detector, and its evaluation (MOTA, IDF1).
+
+`Tracker` keeps persistent ids across frames. Every frame it matches the live tracks to the new
+detections with the Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) on a cost that
+mixes the distance between a track's predicted centre (last centre + velocity) and a detection's
+centre with the cosine dissimilarity of their z_what codes (when the detections carry them). A
+track that finds no detection survives `max_missed` frames (coasting on its velocity) before it is
+dropped; a detection that finds no track starts a new one.
+
+`evaluate_tracking` runs detector + tracker over the long consecutive sequences of the `tracking`
+split and scores the tracks against OCAtari's objects with motmetrics. A track matches a
+ground-truth object when their centres are closer than half the object's diagonal (the matching
+criterion of the detection precision/recall, spec §5.2), so the tiny Atari objects (Pong's ball is
+2x4 pixels) are not lost to an IoU threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_INFEASIBLE = 1e6  # cost of a pair outside the gate; never kept after the assignment
+
+
+@dataclass
+class Track:
+    """One tracked object. Box in frame pixels (x, y = top-left corner)."""
+
+    id: int
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float = 1.0
+    dx: float = 0.0  # centre velocity, pixels per frame
+    dy: float = 0.0
+    hits: int = 1  # frames with a matched detection
+    missed: int = 0  # consecutive frames without one
+    z_what: np.ndarray | None = field(default=None, repr=False)  # unit-norm appearance code
+    label_votes: Counter = field(default_factory=Counter, repr=False)
+
+    @property
+    def label(self) -> str | None:
+        """The label the detections of this track carried most often (ties: first seen)."""
+        return self.label_votes.most_common(1)[0][0] if self.label_votes else None
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y + self.h / 2)
+
+    @property
+    def predicted_center(self) -> tuple[float, float]:
+        cx, cy = self.center
+        return (cx + self.dx, cy + self.dy)
+
+
+def _unit(v) -> np.ndarray | None:
+    if v is None:
+        return None
+    v = np.asarray(v, dtype=np.float64).ravel()
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+class Tracker:
+    """Hungarian tracker on centre distance and z_what similarity.
+
+    Args:
+        max_missed: frames a track survives without a matching detection.
+        max_distance: gate in pixels; a detection farther than this from a track's predicted
+            centre never continues that track.
+        appearance_weight: weight in [0,1] of the z_what cosine dissimilarity in the cost (the
+            rest is the centre distance divided by `max_distance`). Ignored for pairs where either
+            side has no z_what.
+        label_penalty: added to the cost when the detection's label differs from the track's.
+        velocity_momentum: how much of the previous velocity is kept at each update (0: the last
+            displacement only).
+
+    `update(detections)` takes anything with `label, x, y, w, h` (optionally `score`, `z_what`),
+    e.g. the `Detection`s of `spacemoc.Detector`, and returns the tracks matched in this frame.
+    """
+
+    def __init__(
+        self,
+        max_missed: int = 3,
+        max_distance: float = 20.0,
+        appearance_weight: float = 0.3,
+        label_penalty: float = 0.5,
+        velocity_momentum: float = 0.0,
+    ):
+        if max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {max_missed}")
+        if max_distance <= 0:
+            raise ValueError(f"max_distance must be > 0 pixels, got {max_distance}")
+        if not 0.0 <= appearance_weight <= 1.0:
+            raise ValueError(f"appearance_weight must be in [0, 1], got {appearance_weight}")
+        if not 0.0 <= velocity_momentum < 1.0:
+            raise ValueError(f"velocity_momentum must be in [0, 1), got {velocity_momentum}")
+        self.max_missed = max_missed
+        self.max_distance = float(max_distance)
+        self.appearance_weight = float(appearance_weight)
+        self.label_penalty = float(label_penalty)
+        self.velocity_momentum = float(velocity_momentum)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (new episode); ids start again from 0."""
+        self.tracks: list[Track] = []
+        self._next_id = 0
+        self.frame = 0
+
+    @property
+    def active(self) -> list[Track]:
+        """Tracks matched in the last update."""
+        return [t for t in self.tracks if t.missed == 0]
+
+    def cost_matrix(self, detections) -> np.ndarray:
+        """(tracks, detections) assignment cost; `_INFEASIBLE` outside the distance gate."""
+        n_t, n_d = len(self.tracks), len(detections)
+        if n_t == 0 or n_d == 0:
+            return np.zeros((n_t, n_d))
+        pred = np.array([t.predicted_center for t in self.tracks])  # (T,2)
+        cent = np.array([(d.x + d.w / 2, d.y + d.h / 2) for d in detections], dtype=np.float64)
+        dist = np.linalg.norm(pred[:, None, :] - cent[None, :, :], axis=-1) / self.max_distance
+        cost = dist.copy()
+        det_codes = [_unit(getattr(d, "z_what", None)) for d in detections]
+        if self.appearance_weight > 0:
+            for i, t in enumerate(self.tracks):
+                if t.z_what is None:
+                    continue
+                for j, code in enumerate(det_codes):
+                    if code is None or code.shape != t.z_what.shape:
+                        continue
+                    dissim = (1.0 - float(t.z_what @ code)) / 2  # in [0, 1]
+                    a = self.appearance_weight
+                    cost[i, j] = (1 - a) * dist[i, j] + a * dissim
+        labels_t = [t.label for t in self.tracks]
+        for j, d in enumerate(detections):
+            for i, lab in enumerate(labels_t):
+                if lab is not None and d.label != lab:
+                    cost[i, j] += self.label_penalty
+        cost[dist > 1.0] = _INFEASIBLE
+        return cost
+
+    def update(self, detections) -> list[Track]:
+        """Match one frame's detections to the tracks; returns the tracks seen in this frame."""
+        detections = list(detections)
+        cost = self.cost_matrix(detections)
+        matched_t, matched_d = set(), set()
+        if cost.size:
+            rows, cols = linear_sum_assignment(cost)
+            for i, j in zip(rows, cols, strict=True):
+                if cost[i, j] < _INFEASIBLE:
+                    self._continue(self.tracks[i], detections[j])
+                    matched_t.add(i)
+                    matched_d.add(j)
+        survivors = []
+        for i, t in enumerate(self.tracks):
+            if i not in matched_t:
+                t.missed += 1
+                if t.missed > self.max_missed:
+                    continue
+                t.x += t.dx  # coast on the velocity so the track can be found again
+                t.y += t.dy
+            survivors.append(t)
+        for j, d in enumerate(detections):
+            if j not in matched_d:
+                survivors.append(self._new_track(d))
+        self.tracks = survivors
+        self.frame += 1
+        return self.active
+
+    def _new_track(self, d) -> Track:
+        t = Track(
+            id=self._next_id,
+            x=float(d.x),
+            y=float(d.y),
+            w=float(d.w),
+            h=float(d.h),
+            score=float(getattr(d, "score", 1.0)),
+            z_what=_unit(getattr(d, "z_what", None)),
+        )
+        t.label_votes[d.label] += 1
+        self._next_id += 1
+        return t
+
+    def _continue(self, t: Track, d) -> None:
+        gap = t.missed + 1  # frames since the last matched detection
+        # The coasting moved t by (missed * velocity); measure from the last observed centre.
+        last_cx = t.x + t.w / 2 - t.missed * t.dx
+        last_cy = t.y + t.h / 2 - t.missed * t.dy
+        cx, cy = d.x + d.w / 2, d.y + d.h / 2
+        m = self.velocity_momentum
+        t.dx = m * t.dx + (1 - m) * (cx - last_cx) / gap
+        t.dy = m * t.dy + (1 - m) * (cy - last_cy) / gap
+        t.x, t.y, t.w, t.h = float(d.x), float(d.y), float(d.w), float(d.h)
+        t.score = float(getattr(d, "score", 1.0))
+        code = _unit(getattr(d, "z_what", None))
+        if code is not None:
+            # A running mean of the unit codes tolerates one odd glimpse.
+            t.z_what = code if t.z_what is None else _unit(0.5 * t.z_what + 0.5 * code)
+        t.label_votes[d.label] += 1
+        t.hits += 1
+        t.missed = 0
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def centre_distance_matrix(gt_boxes, hyp_boxes, max_distance: float = 0.5) -> np.ndarray:
+    """motmetrics distance matrix (gt, hyp): centre distance / gt diagonal; NaN above the gate.
+
+    Boxes are (x, y, w, h) in the same units. `max_distance` 0.5 is the precision/recall criterion
+    of the detection metrics (a hit when the centre is within half the object's diagonal).
+    """
+    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    hyp = np.asarray(hyp_boxes, dtype=np.float64).reshape(-1, 4)
+    if len(gt) == 0 or len(hyp) == 0:
+        return np.empty((len(gt), len(hyp)))
+    gc = gt[:, :2] + gt[:, 2:] / 2
+    hc = hyp[:, :2] + hyp[:, 2:] / 2
+    diag = np.maximum(np.hypot(gt[:, 2], gt[:, 3]), 1e-9)
+    d = np.linalg.norm(gc[:, None] - hc[None], axis=-1) / diag[:, None]
+    d[d >= max_distance] = np.nan
+    return d
+
+
+def mot_metrics(sequences) -> dict[str, float]:
+    """MOTA, IDF1 and counts over many sequences.
+
+    `sequences`: iterable of sequences; a sequence is a list of frames; a frame is a pair
+    `(gt, hyp)` where `gt` is a list of `(object_id, (x, y, w, h))` and `hyp` a list of
+    `(track_id, (x, y, w, h))`. Ids only need to be unique within a sequence.
+    """
+    import motmetrics as mm
+
+    accs, names = [], []
+    for k, seq in enumerate(sequences):
+        acc = mm.MOTAccumulator(auto_id=True)
+        for gt, hyp in seq:
+            gt_ids = [g[0] for g in gt]
+            hyp_ids = [h[0] for h in hyp]
+            dist = centre_distance_matrix([g[1] for g in gt], [h[1] for h in hyp])
+            acc.update(gt_ids, hyp_ids, dist)
+        accs.append(acc)
+        names.append(str(k))
+    if not accs:
+        raise ValueError("mot_metrics needs at least one sequence")
+    mh = mm.metrics.create()
+    wanted = ["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects"]
+    summary = mh.compute_many(accs, metrics=wanted, names=names, generate_overall=True)
+    row = summary.loc["OVERALL"]
+    out = {k: float(row[k]) for k in wanted}
+    # No ground truth at all: motmetrics gives NaN/inf; report NaN rather than a made-up number.
+    if out["num_objects"] == 0:
+        out["mota"] = float("nan")
+    return out
+
+
+def track_sequence(frames, detector, tracker: Tracker, batch_size: int = 32):
+    """Run detector + tracker over one sequence of raw frames (T,210,160,3) RGB.
+
+    Returns a list (per frame) of `(track_id, (x, y, w, h))` for the tracks matched in it.
+    """
+    tracker.reset()
+    out = []
+    for start in range(0, len(frames), batch_size):
+        for dets in detector.detect_batch(frames[start : start + batch_size]):
+            out.append([(t.id, (t.x, t.y, t.w, t.h)) for t in tracker.update(dets)])
+    return out
+
+
+def _gt_frames(rows, game, n_frames: int):
+    """Ground-truth objects of one sequence: relevant labels inside the relevant area."""
+    from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
+
+    frames = []
+    for t in range(n_frames):
+        objs = rows[t] if t < len(rows) else []
+        frame, rank = [], Counter()
+        for o in objs:
+            names = o.dtype.names
+            # Identity across frames: the file's `id` column when it has one, else (label, rank
+            # of the object among those of its label in the frame); OCAtari lists objects in a
+            # stable slot order, and most relevant classes have one object per frame.
+            if "id" in names:
+                key = int(o["id"])
+            else:
+                key = (int(o["label"]), rank[int(o["label"])])
+                rank[int(o["label"])] += 1
+            if "relevant" in names and not bool(o["relevant"]):
+                continue
+            x, y, w, h = (float(o[c]) for c in ("x", "y", "w", "h"))
+            inside = game.in_relevant_area(
+                x / FRAME_WIDTH, y / FRAME_HEIGHT, (x + w) / FRAME_WIDTH, (y + h) / FRAME_HEIGHT
+            )
+            if bool(inside):
+                frame.append((key, (x, y, w, h)))
+        frames.append(frame)
+    return frames
+
+
+def evaluate_tracking(
+    tracking_h5,
+    run_dir,
+    out_csv,
+    *,
+    device=None,
+    max_missed: int = 3,
+    max_distance: float = 20.0,
+    max_sequences: int | None = None,
+) -> dict[str, float]:
+    """Detector + tracker on the tracking split; writes `mota,idf1,...` to `out_csv`.
+
+    `run_dir`: a training run (`model.pt` + classifier) or anything `Detector.load` accepts.
+    Returns the metrics dict (fractions; MOTA can be negative).
+    """
+    import h5py
+    from tqdm import tqdm
+
+    from spacemoc.data import read_table
+    from spacemoc.detector import Detector
+    from spacemoc.games import get_game
+
+    detector = Detector.load(run_dir, device=device)
+    tracker = Tracker(max_missed=max_missed, max_distance=max_distance)
+    objects = read_table(tracking_h5, "objects")
+    with h5py.File(tracking_h5, "r") as f:
+        ds = f["frames"]
+        game_name = f.attrs.get("game", detector.game)
+        if isinstance(game_name, bytes):
+            game_name = game_name.decode()
+        game = get_game(str(game_name))
+        if game.name != detector.game:
+            raise ValueError(
+                f"{tracking_h5} holds {game.name!r} frames but the detector is for "
+                f"{detector.game!r}"
+            )
+        n = ds.shape[0] if max_sequences is None else min(max_sequences, ds.shape[0])
+        sequences = []
+        for i in tqdm(range(n), desc="tracking", unit="seq"):
+            frames = raw_frames(ds[i])  # one sample at a time: fancy indexing is slow
+            hyp = track_sequence(frames, detector, tracker)
+            gt = _gt_frames(objects[i], game, len(hyp))
+            sequences.append(list(zip(gt, hyp, strict=True)))
+    metrics = mot_metrics(sequences)
+    write_metrics_csv(out_csv, metrics)
+    return metrics
+
+
+def raw_frames(frames: np.ndarray) -> np.ndarray:
+    """The tracking split must hold raw 210x160 frames for the detector."""
+    if frames.ndim != 4 or frames.shape[1:] != (210, 160, 3):
+        raise ValueError(
+            f"the tracking split must store raw frames of shape (T, 210, 160, 3) for the "
+            f"detector; got {frames.shape}"
+        )
+    return frames
+
+
+def write_metrics_csv(path, metrics: dict[str, float]) -> None:
+    """One-row CSV, written to a temporary name and renamed when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(metrics))
+        w.writeheader()
+        w.writerow({k: f"{v:.6g}" for k, v in metrics.items()})
+    os.replace(tmp, path)
