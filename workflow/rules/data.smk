@@ -1,1 +1,39 @@
-# Rules of the data stage.
+# Rules of the data stage: background image, then one HDF5 file per split.
+
+
+def dataset_params(wildcards):
+    """make_dataset keyword arguments of a split (sizes, T, seeds) from the config."""
+    from spacemoc.cli.data import dataset_arguments
+
+    return dataset_arguments(config, wildcards.split)
+
+
+rule background:
+    output:
+        png="results/{game}/background.png",
+        npy="results/{game}/background.npy",
+    log:
+        "logs/{game}/background.log",
+    benchmark:
+        "results/{game}/benchmarks/background.tsv"
+    params:
+        frames=config["data"]["background_frames"],
+        seed=config["data"]["split_seeds"]["background"],
+    script:
+        "../scripts/background.py"
+
+
+rule dataset:
+    input:
+        background="results/{game}/background.npy",
+    output:
+        "results/{game}/data/{split}.h5",
+    log:
+        "logs/{game}/dataset_{split}.log",
+    benchmark:
+        "results/{game}/benchmarks/dataset_{split}.tsv"
+    threads: config["data"]["workers"]
+    params:
+        kwargs=dataset_params,
+    script:
+        "../scripts/dataset.py"

@@ -1,0 +1,105 @@
+"""`spacemoc background`, `spacemoc dataset` and `spacemoc show`: the data stage by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "background", help="per-pixel mode image of a game (png + npy)", description=_bg.__doc__
+    )
+    p.add_argument("--game", required=True, help="game name, e.g. pong")
+    p.add_argument("--out", required=True, type=Path, help="png path; the .npy is written beside")
+    p.add_argument("--config", type=Path, help="config YAML (default: built-in defaults)")
+    p.add_argument(
+        "--frames", type=int, help="frames to take the mode over (config: data.background_frames)"
+    )
+    p.add_argument("--seed", type=int, help="rollout seed (config: data.split_seeds.background)")
+    p.set_defaults(func=_bg)
+
+    p = subparsers.add_parser(
+        "dataset", help="collect one split into an HDF5 file", description=_dataset.__doc__
+    )
+    p.add_argument("--game", required=True, help="game name, e.g. pong")
+    p.add_argument("--split", required=True, help="train, validation, test or tracking")
+    p.add_argument("--out", required=True, type=Path, help="HDF5 file to write")
+    p.add_argument("--background", required=True, type=Path, help="background .png or .npy")
+    p.add_argument("--config", type=Path, help="config YAML (default: built-in defaults)")
+    p.add_argument("--samples", type=int, help="number of samples (config: data.sizes / tracking)")
+    p.add_argument("--motion-kind", help="mode, median or flow (config: data.motion_kind)")
+    p.add_argument("--workers", type=int, help="collection processes (config: data.workers)")
+    p.add_argument("--seed", type=int, help="split seed (config: data.split_seeds)")
+    p.set_defaults(func=_dataset)
+
+    p = subparsers.add_parser(
+        "show", help="draw dataset samples with their boxes into a PNG", description=_show.__doc__
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset HDF5 file")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.add_argument("--samples", type=int, default=4, help="samples (rows) to draw")
+    p.set_defaults(func=_show)
+
+
+def _bg(args) -> None:
+    """Compute a game's background (per-pixel mode of random-play frames)."""
+    from spacemoc.config import load_config
+    from spacemoc.data import compute_background, save_background
+    from spacemoc.games import get_game
+
+    data = load_config(args.config)["data"]
+    game = get_game(args.game).name
+    frames = args.frames if args.frames is not None else data["background_frames"]
+    seed = args.seed if args.seed is not None else data["split_seeds"]["background"]
+    png, npy = save_background(compute_background(game, frames, seed), args.out)
+    print(f"wrote {png} and {npy}")
+
+
+def _dataset(args) -> None:
+    """Collect one split of a game into an HDF5 file (sizes and seeds from the config)."""
+    from spacemoc.config import load_config
+    from spacemoc.data import make_dataset
+    from spacemoc.games import DATA_SPLITS, check_split, get_game
+
+    config = load_config(args.config)
+    game = get_game(args.game).name
+    split = check_split(args.split, DATA_SPLITS)
+    out = make_dataset(
+        game, split, args.out, args.background, **dataset_arguments(config, split, args)
+    )
+    print(f"wrote {out}")
+
+
+def dataset_arguments(config: dict, split: str, args=None) -> dict:
+    """make_dataset keyword arguments for ``split`` from a validated config (+ CLI overrides)."""
+    data = config["data"]
+    if split == "tracking":
+        n, T = data["tracking"]["sequences"], data["tracking"]["length"]
+    else:
+        n, T = data["sizes"][split], data["T"]
+    kwargs = {
+        "n_samples": n,
+        "T": T,
+        "window": data["window"],
+        "seed": data["split_seeds"][split],
+        "motion_kind": data["motion_kind"],
+        "workers": data["workers"],
+        "config": {"data": config["data"]},  # the part of the config the data depend on
+    }
+    if args is not None:
+        for name, value in (
+            ("n_samples", args.samples),
+            ("motion_kind", args.motion_kind),
+            ("workers", args.workers),
+            ("seed", args.seed),
+        ):
+            if value is not None:
+                kwargs[name] = value
+    return kwargs
+
+
+def _show(args) -> None:
+    """Draw samples with ground-truth boxes (green, labelled) and motion boxes (magenta)."""
+    from spacemoc.data.show import show
+
+    print(f"wrote {show(args.data, args.out, args.samples)}")

@@ -1,0 +1,100 @@
+"""The background image of a game: per-pixel, per-channel mode of random-play frames (spec §1.4)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from spacemoc.data.env import RandomAgent, make_env, random_steps, step
+from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
+
+WARMUP_STEPS = 100
+KEEP_PROBABILITY = 0.25
+
+
+def pixel_mode(frames: np.ndarray, block: int = 16384) -> np.ndarray:
+    """Per-pixel, per-channel mode of (N,H,W,C) uint8; ties go to the smaller value."""
+    flat = frames.reshape(frames.shape[0], -1)
+    out = np.empty(flat.shape[1], np.uint8)
+    for start in range(0, flat.shape[1], block):
+        part = flat[:, start : start + block].astype(np.int64)
+        n = part.shape[1]
+        # one bincount over (pixel, value) codes: a 256-bin histogram per pixel
+        hist = np.bincount((part + 256 * np.arange(n)).ravel(), minlength=256 * n)
+        out[start : start + n] = hist.reshape(n, 256).argmax(axis=1)
+    return out.reshape(frames.shape[1:])
+
+
+def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
+    """Mode image (210,160,3) uint8 RGB over ``n_frames`` frames of a seeded random agent.
+
+    Each random step keeps its frame with probability 0.25; on episode end the env is reset and
+    played 100 steps before frames are kept again.
+    """
+    spec = get_game(game)
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    env = make_env(spec)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB6]))
+    agent = RandomAgent(env.nb_actions, rng)
+    env.reset(seed=int(seed))
+    random_steps(env, agent, WARMUP_STEPS)
+    frames = np.empty((n_frames, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+    kept = 0
+    with tqdm(total=n_frames, desc=f"background {spec.name}") as progress:
+        while kept < n_frames:
+            obs, over = step(env, agent.act())
+            if over:
+                env.reset()
+                random_steps(env, agent, WARMUP_STEPS)
+                continue
+            if rng.random() < KEEP_PROBABILITY:
+                frames[kept] = obs
+                kept += 1
+                progress.update()
+    env.close()
+    return pixel_mode(frames)
+
+
+def save_background(img: np.ndarray, png_path: str | Path) -> tuple[Path, Path]:
+    """Write ``img`` as ``png_path`` and beside it as ``.npy`` (each atomically)."""
+    img = _check_background(np.asarray(img), png_path)
+    png_path = Path(png_path)
+    npy_path = png_path.with_suffix(".npy")
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_png = png_path.with_name(f".{png_path.name}.tmp")
+    tmp_npy = npy_path.with_name(f".{npy_path.name}.tmp")
+    Image.fromarray(img).save(tmp_png, format="PNG")
+    with open(tmp_npy, "wb") as handle:
+        np.save(handle, img)
+    os.replace(tmp_npy, npy_path)
+    os.replace(tmp_png, png_path)
+    return png_path, npy_path
+
+
+def load_background(path: str | Path) -> np.ndarray:
+    """Read a background written by save_background (.png or .npy) as (210,160,3) uint8 RGB."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(
+            f"background image {path} does not exist; make it first with "
+            f"`spacemoc background --game <game> --out {path.with_suffix('.png')}` "
+            "(or the workflow's `background` rule)"
+        )
+    if path.suffix == ".npy":
+        img = np.load(path, allow_pickle=False)
+    else:
+        img = np.asarray(Image.open(path).convert("RGB"))
+    return _check_background(img, path)
+
+
+def _check_background(img: np.ndarray, where) -> np.ndarray:
+    if img.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3) or img.dtype != np.uint8:
+        raise ValueError(
+            f"background {where}: expected uint8 (210,160,3), got {img.dtype} {img.shape}"
+        )
+    return img

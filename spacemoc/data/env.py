@@ -1,0 +1,101 @@
+"""OCAtari environments, the seeded random agent and the ground-truth objects of a frame."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, Game
+
+# One row per object; x, y, w, h in original 160x210 frame pixels; `label` indexes Game.labels.
+OBJECT_DTYPE = np.dtype(
+    [
+        ("sample", "<i4"),
+        ("t", "<i2"),
+        ("x", "<f4"),
+        ("y", "<f4"),
+        ("w", "<f4"),
+        ("h", "<f4"),
+        ("label", "<i2"),
+        ("relevant", "u1"),
+    ]
+)
+FRAMESKIP = 4  # the ALE v5 default; every env id in the game table is ALE/<Game>-v5
+
+
+def make_env(game: Game):
+    """An OCAtari env in RAM mode that returns raw RGB frames; HUD objects are not collected."""
+    from ocatari.core import OCAtari
+
+    # ALE prints its banner on stdout; keep logs clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        # create_buffer_stacks=[]: OCAtari's default list is shared across instances.
+        env = OCAtari(game.env_id, mode="ram", hud=False, obs_mode="ori", create_buffer_stacks=[])
+    return env
+
+
+@dataclass
+class RandomAgent:
+    """Uniform random actions from OCAtari's minimal action set, from its own Generator."""
+
+    n_actions: int
+    rng: np.random.Generator
+
+    def act(self) -> int:
+        return int(self.rng.integers(self.n_actions))
+
+
+def step(env, action: int):
+    """Step and report (frame, episode_over). OCAtari swaps truncated/terminated; either ends it."""
+    obs, _reward, flag_a, flag_b, _info = env.step(action)
+    return obs, bool(flag_a or flag_b)
+
+
+def random_steps(env, agent: RandomAgent, n: int):
+    """Take ``n`` random actions; on episode end reset without a seed (the env RNG continues)."""
+    obs = None
+    for _ in range(n):
+        obs, over = step(env, agent.act())
+        if over:
+            obs, _ = env.reset()
+    return obs
+
+
+def frame_objects(env, game: Game) -> list[tuple[float, float, float, float, int, bool]]:
+    """Ground truth of the current frame: (x, y, w, h, label, relevant) in frame pixels.
+
+    OCAtari placeholders (``NoObject``, zero-size slots) are dropped, boxes are clipped to the
+    frame and what is empty after clipping is dropped; negative sizes are turned around.
+    """
+    rows = []
+    for obj in env.objects:
+        name = obj.category
+        if name == "NoObject":
+            continue
+        x, y, w, h = float(obj.x), float(obj.y), float(obj.w), float(obj.h)
+        if w < 0:
+            x, w = x + w, -w
+        if h < 0:
+            y, h = y + h, -h
+        x0, y0 = max(x, 0.0), max(y, 0.0)
+        x1, y1 = min(x + w, float(FRAME_WIDTH)), min(y + h, float(FRAME_HEIGHT))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if name not in game.labels:
+            raise ValueError(
+                f"OCAtari returned class {name!r} for {game.name}, which is not in its label "
+                f"table {game.labels}; is the pinned ocatari version installed?"
+            )
+        rows.append((x0, y0, x1 - x0, y1 - y0, game.labels.index(name), name in game.relevant))
+    return rows
+
+
+def seeds_for_chunk(split_seed: int, chunk: int) -> tuple[int, np.random.Generator]:
+    """Env seed and agent generator of one chunk, from (split seed, chunk index) only."""
+    seq = np.random.SeedSequence([int(split_seed), int(chunk)])
+    env_seed = int(seq.generate_state(1, dtype=np.uint32)[0])
+    agent_rng = np.random.default_rng(seq.spawn(1)[0])
+    return env_seed, agent_rng

@@ -1,0 +1,239 @@
+"""Motion maps (mode / median / flow), motion boxes and the MOC motion hints (spec §1.6).
+
+A motion map is a float32 (210, 160) array in [0, 1] computed on the raw RGB frame:
+- ``mode``: max over channels of |frame - background| (the background is the per-pixel mode
+  image of the game), normalised by its per-frame maximum;
+- ``median``: the same against a median background made from the sample's own frames: the
+  per-pixel, per-channel median of the ``window`` consecutive frames of the sample's window
+  (decorrelated splits: one median per sample), or of the ``window`` frames ending at each frame
+  (the tracking split, whose samples are long consecutive runs);
+- ``flow``: magnitude of the dense optical flow (OpenCV Farneback) from the previous frame to this
+  one, on grey-level frames, normalised by its per-frame maximum.
+
+Motion boxes are found in the motion map as in the reference (threshold at the mean, 3x3
+closing, contours, bounding rectangles, colour-histogram refinement) with its defects fixed:
+outer contours only (no boxes around holes), one colour code base (256), no zero-area boxes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
+
+MOTION_KINDS = ("mode", "median", "flow")
+MOTION_SIZE = 128
+
+# Background colours the reference down-weights so that objects of that colour still score
+# (spec §1.6.1): RGB -> pixel count used instead of the count in the background image.
+_COLOUR_COUNT_OVERRIDES = {
+    "pong": {(236, 236, 236): 8},  # white ball and walls
+    # The reference's code 3497752 in its (effective) base 255.
+    "riverraid": {(172, 201, 53): 20000},
+}
+_CLOSING_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def check_motion_kind(kind: str) -> str:
+    if kind not in MOTION_KINDS:
+        raise ValueError(
+            f"unknown motion kind {kind!r}; valid motion kinds: {', '.join(MOTION_KINDS)}"
+        )
+    return kind
+
+
+def _normalise(delta: np.ndarray) -> np.ndarray:
+    peak = float(delta.max())
+    delta = delta.astype(np.float32)
+    return delta / peak if peak > 0 else delta
+
+
+def difference_map(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """max over channels |frame - background|, normalised to [0,1]: (H,W,3) uint8 -> (H,W) f32."""
+    delta = cv2.absdiff(frame, background).max(axis=2)
+    return _normalise(delta)
+
+
+def flow_map(previous: np.ndarray | None, frame: np.ndarray) -> np.ndarray:
+    """Optical-flow magnitude from ``previous`` to ``frame`` (RGB uint8), normalised to [0,1]."""
+    if previous is None:
+        return np.zeros(frame.shape[:2], np.float32)
+    a = cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY)
+    b = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    return _normalise(np.hypot(flow[..., 0], flow[..., 1]))
+
+
+def motion_maps(
+    kind: str, frames: np.ndarray, T: int, background: np.ndarray, window: int, rolling: bool
+) -> np.ndarray:
+    """Motion maps of the last ``T`` of ``frames`` (S,210,160,3) uint8 -> (T,210,160) float32.
+
+    ``frames`` is the whole consecutive run that ends with the kept frames (the sample's window),
+    so ``median`` and ``flow`` can look at the frames before the first kept one. ``rolling``
+    selects the per-frame median of the tracking split (see the module docstring).
+    """
+    check_motion_kind(kind)
+    first = len(frames) - T
+    out = np.empty((T, *frames.shape[1:3]), np.float32)
+    if kind == "mode":
+        for i in range(T):
+            out[i] = difference_map(frames[first + i], background)
+    elif kind == "median":
+        shared = None if rolling else np.median(frames[-window:], axis=0).astype(np.uint8)
+        for i in range(T):
+            k = first + i
+            med = shared
+            if med is None:
+                med = np.median(frames[max(0, k + 1 - window) : k + 1], axis=0).astype(np.uint8)
+            out[i] = difference_map(frames[k], med)
+    else:
+        for i in range(T):
+            k = first + i
+            out[i] = flow_map(frames[k - 1] if k > 0 else None, frames[k])
+    return out
+
+
+_ROWS = np.floor(np.arange(MOTION_SIZE) * (FRAME_HEIGHT / MOTION_SIZE)).astype(np.int64)
+_COLS = np.floor(np.arange(MOTION_SIZE) * (FRAME_WIDTH / MOTION_SIZE)).astype(np.int64)
+
+
+def resize_motion(delta: np.ndarray) -> np.ndarray:
+    """(…,210,160) float [0,1] -> (…,128,128) uint8 0..255, nearest like torch's interpolate."""
+    small = delta[..., _ROWS[:, None], _COLS[None, :]]
+    return np.rint(small * 255.0).astype(np.uint8)
+
+
+def colour_codes(img: np.ndarray) -> np.ndarray:
+    """One integer per RGB pixel, base 256 (the reference mixes bases 255 and 256; defect 12)."""
+    img = img.astype(np.int64)
+    return img[..., 0] + 256 * img[..., 1] + 65536 * img[..., 2]
+
+
+class ColourScore:
+    """Pixel 'excitement' of a colour: 1/count(colour in the background) - 1e-4 (spec §1.6.1).
+
+    Colours absent from the background count as 1, so they score about 1; the common background
+    colours score slightly below 0, so trimming them off a box raises its score.
+    """
+
+    def __init__(self, background: np.ndarray, game: str | None = None):
+        codes, counts = np.unique(colour_codes(background), return_counts=True)
+        counts = counts.astype(np.float64)
+        for rgb, count in _COLOUR_COUNT_OVERRIDES.get(game or "", {}).items():
+            code = colour_codes(np.array(rgb).reshape(1, 3))[0]
+            at = np.searchsorted(codes, code)
+            if at < len(codes) and codes[at] == code:
+                counts[at] = count
+            else:
+                codes, counts = np.insert(codes, at, code), np.insert(counts, at, count)
+        self.codes = codes
+        self.scores = 1.0 / counts - 1e-4
+
+    def pixel_scores(self, frame: np.ndarray) -> np.ndarray:
+        codes = colour_codes(frame)
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        return np.where(self.codes[at] == codes, self.scores[at], 1.0 - 1e-4)
+
+
+class _BoxScore:
+    """Sum of pixel scores over a box in O(1) via an integral image."""
+
+    def __init__(self, pixel_scores: np.ndarray):
+        self.ii = np.zeros((pixel_scores.shape[0] + 1, pixel_scores.shape[1] + 1))
+        self.ii[1:, 1:] = pixel_scores.cumsum(0).cumsum(1)
+
+    def __call__(self, x: int, y: int, w: int, h: int) -> float:
+        if w < 1 or h < 1:
+            return 0.0
+        ii = self.ii
+        return float(ii[y + h, x + w] - ii[y, x + w] - ii[y + h, x] + ii[y, x])
+
+
+def refine_box(score: _BoxScore, x: int, y: int, w: int, h: int):
+    """Trim low-scoring borders off a box; None when the box is rejected (spec §1.6.1)."""
+    step_w, step_h = w // 5 + 1, h // 5 + 1
+    best = score(x, y, w, h)
+    while w > 8:  # from the left
+        s = score(x + step_w, y, w - step_w, h)
+        if s <= best:
+            break
+        x, w, best = x + step_w, w - step_w, s
+    while w > 8:  # from the right
+        s = score(x, y, w - step_w, h)
+        if s <= best:
+            break
+        w, best = w - step_w, s
+    while h > 9:  # from the top
+        s = score(x, y + step_h, w, h - step_h)
+        if s <= best:
+            break
+        y, h, best = y + step_h, h - step_h, s
+    while h > 9:  # from the bottom
+        s = score(x, y, w, h - step_h)
+        if s <= best:
+            break
+        h, best = h - step_h, s
+    if best < 0.01:
+        return None
+    return x, y, w, h
+
+
+def motion_boxes(
+    delta: np.ndarray, frame: np.ndarray | None = None, colours: ColourScore | None = None
+) -> np.ndarray:
+    """Boxes (K,4) int [x, y, w, h] in frame pixels of the moving regions of a motion map.
+
+    ``delta`` (H,W) float; with ``frame`` and ``colours`` each box is refined or rejected by the
+    colour-histogram score of the raw frame.
+    """
+    mask = (delta > delta.mean()).astype(np.uint8)
+    if not mask.any():
+        return np.zeros((0, 4), np.int32)
+    # skimage's binary closing with a 3x3 square; pixels outside the image count as background,
+    # hence the padding (cv2's default border would otherwise differ at the frame edge).
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _CLOSING_KERNEL)[1:-1, 1:-1]
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    score = _BoxScore(colours.pixel_scores(frame)) if colours is not None else None
+    height, width = delta.shape
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if score is not None:
+            refined = refine_box(score, x, y, w, h)
+            if refined is None:
+                continue
+            x, y, w, h = refined
+        w, h = min(width - x, w), min(height - y, h)
+        if w > 0 and h > 0:
+            boxes.append((x, y, w, h))
+    # Contour order is OpenCV's; sort so that the stored table does not depend on it.
+    boxes.sort(key=lambda b: (b[1], b[0], b[3], b[2]))
+    return np.array(boxes, np.int32).reshape(-1, 4)
+
+
+def motion_hints(boxes, grid_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """MOC hints of one frame from its motion boxes (spec §1.6 step 3).
+
+    boxes: (K,4) [x, y, w, h] in 160x210 frame pixels. Returns z_pres (G*G,) float32 in {0,1} and
+    z_where (G*G,4) float32 = [w/W, h/H, cx, cy] with centres in [-1,1]; cells are row-major and
+    the cell of a box is that of its (integer-halved) centre; the largest box wins a cell.
+    """
+    G = grid_size
+    H, W = float(FRAME_HEIGHT), float(FRAME_WIDTH)
+    z_pres = np.zeros(G * G, np.float32)
+    z_where = np.zeros((G * G, 4), np.float32)
+    for x, y, w, h in np.asarray(boxes, np.float64).reshape(-1, 4):
+        row = int((y + np.floor(h / 2)) // (H / G))
+        col = int((x + np.floor(w / 2)) // (W / G))
+        row, col = min(max(row, 0), G - 1), min(max(col, 0), G - 1)
+        cell = row * G + col
+        sx, sy = w / W, h / H
+        if z_pres[cell] == 0 or sx * sy > float(z_where[cell, 0]) * float(z_where[cell, 1]):
+            z_pres[cell] = 1.0
+            cx = ((x + w / 2) / W) * 2 - 1
+            cy = ((y + h / 2) / H) * 2 - 1
+            z_where[cell] = (sx, sy, cx, cy)
+    return z_pres, z_where
