@@ -236,16 +236,17 @@ def mot_metrics(sequences) -> dict[str, float]:
 
     `sequences`: iterable of sequences; a sequence is a list of frames; a frame is a pair
     `(gt, hyp)` where `gt` is a list of `(object_id, (x, y, w, h))` and `hyp` a list of
-    `(track_id, (x, y, w, h))`. Ids only need to be unique within a sequence.
+    `(track_id, (x, y, w, h))`. Ids are any hashable values, unique within a sequence.
     """
     import motmetrics as mm
 
     accs, names = [], []
     for k, seq in enumerate(sequences):
         acc = mm.MOTAccumulator(auto_id=True)
+        gt_index, hyp_index = {}, {}  # motmetrics wants scalar ids: number them
         for gt, hyp in seq:
-            gt_ids = [g[0] for g in gt]
-            hyp_ids = [h[0] for h in hyp]
+            gt_ids = [gt_index.setdefault(g[0], len(gt_index)) for g in gt]
+            hyp_ids = [hyp_index.setdefault(h[0], len(hyp_index)) for h in hyp]
             dist = centre_distance_matrix([g[1] for g in gt], [h[1] for h in hyp])
             acc.update(gt_ids, hyp_ids, dist)
         accs.append(acc)
@@ -264,14 +265,19 @@ def mot_metrics(sequences) -> dict[str, float]:
 
 
 def track_sequence(frames, detector, tracker: Tracker, batch_size: int = 32):
-    """Run detector + tracker over one sequence of raw frames (T,210,160,3) RGB.
+    """Run detector + tracker over one sequence of frames: raw (T,210,160,3) RGB, or the
+    (T,128,128,3) preprocessed frames of a spacemoc dataset.
 
     Returns a list (per frame) of `(track_id, (x, y, w, h))` for the tracks matched in it.
     """
+    frames = np.asarray(frames)
+    detect = (
+        detector.detect_preprocessed if frames.shape[1:3] == (128, 128) else detector.detect_batch
+    )
     tracker.reset()
     out = []
     for start in range(0, len(frames), batch_size):
-        for dets in detector.detect_batch(frames[start : start + batch_size]):
+        for dets in detect(frames[start : start + batch_size]):
             out.append([(t.id, (t.x, t.y, t.w, t.h)) for t in tracker.update(dets)])
     return out
 
@@ -345,23 +351,13 @@ def evaluate_tracking(
         n = ds.shape[0] if max_sequences is None else min(max_sequences, ds.shape[0])
         sequences = []
         for i in tqdm(range(n), desc="tracking", unit="seq"):
-            frames = raw_frames(ds[i])  # one sample at a time: fancy indexing is slow
+            frames = ds[i]  # one sample at a time: fancy indexing is slow
             hyp = track_sequence(frames, detector, tracker)
             gt = _gt_frames(objects[i], game, len(hyp))
             sequences.append(list(zip(gt, hyp, strict=True)))
     metrics = mot_metrics(sequences)
     write_metrics_csv(out_csv, metrics)
     return metrics
-
-
-def raw_frames(frames: np.ndarray) -> np.ndarray:
-    """The tracking split must hold raw 210x160 frames for the detector."""
-    if frames.ndim != 4 or frames.shape[1:] != (210, 160, 3):
-        raise ValueError(
-            f"the tracking split must store raw frames of shape (T, 210, 160, 3) for the "
-            f"detector; got {frames.shape}"
-        )
-    return frames
 
 
 def write_metrics_csv(path, metrics: dict[str, float]) -> None:

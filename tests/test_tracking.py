@@ -1,0 +1,203 @@
+"""Tracker: persistent ids, missed frames, velocity, appearance; MOT metrics; the tracking stage."""
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from spacemoc.detector import Detection
+from spacemoc.tracking import Tracker, evaluate_tracking, mot_metrics, track_sequence
+
+
+def moving_boxes(n_frames=30):
+    """Three objects: two cross each other's paths (Pong-like), one moves diagonally."""
+    objs = {
+        "a": dict(label="Ball", x0=20.0, y0=100.0, vx=3.0, vy=0.0, code=[1, 0, 0, 0]),
+        "b": dict(label="Ball", x0=110.0, y0=100.0, vx=-3.0, vy=0.5, code=[0, 1, 0, 0]),
+        "c": dict(label="Player", x0=140.0, y0=40.0, vx=0.0, vy=4.0, code=[0, 0, 1, 0]),
+    }
+    frames = []
+    for t in range(n_frames):
+        frames.append(
+            {
+                k: Detection(
+                    o["label"],
+                    o["x0"] + o["vx"] * t,
+                    o["y0"] + o["vy"] * t,
+                    4.0,
+                    6.0,
+                    0.9,
+                    z_what=np.array(o["code"], float),
+                )
+                for k, o in objs.items()
+            }
+        )
+    return frames
+
+
+def run(tracker, frames, drop=lambda t, k: False):
+    """ids[t][object key] -> track id (None when the object was not detected)."""
+    ids = []
+    for t, dets in enumerate(frames):
+        keys = [k for k in dets if not drop(t, k)]
+        tracks = tracker.update([dets[k] for k in keys])
+        by_box = {(tr.x, tr.y): tr.id for tr in tracks}
+        ids.append({k: by_box.get((dets[k].x, dets[k].y)) for k in keys})
+    return ids
+
+
+def test_ids_persist_on_crossing_boxes():
+    frames = moving_boxes()
+    ids = run(Tracker(max_missed=2, max_distance=15), frames)
+    for key in "abc":
+        assert {f[key] for f in ids} == {ids[0][key]}, f"object {key} changed id"
+    assert len({ids[0][k] for k in "abc"}) == 3
+
+
+def test_velocity_and_label_per_track():
+    tracker = Tracker()
+    for dets in moving_boxes(5):
+        tracks = tracker.update(dets.values())
+    by_label = {}
+    for tr in tracks:
+        by_label.setdefault(tr.label, []).append(tr)
+    (player,) = by_label["Player"]
+    assert (player.dx, player.dy) == pytest.approx((0.0, 4.0))
+    balls = sorted(by_label["Ball"], key=lambda tr: tr.dx)
+    assert (balls[0].dx, balls[0].dy) == pytest.approx((-3.0, 0.5))
+    assert (balls[1].dx, balls[1].dy) == pytest.approx((3.0, 0.0))
+
+
+def test_track_survives_missed_frames_then_is_dropped():
+    frames = moving_boxes(20)
+    # "c" is missing in frames 5-7 (3 frames): with max_missed=3 it keeps its id.
+    ids = run(Tracker(max_missed=3), frames, drop=lambda t, k: k == "c" and 5 <= t <= 7)
+    assert ids[4]["c"] == ids[8]["c"] == ids[19]["c"]
+    # Missing 4 frames with max_missed=3: the old track is gone, a new id starts.
+    ids = run(Tracker(max_missed=3), frames, drop=lambda t, k: k == "c" and 5 <= t <= 8)
+    assert ids[9]["c"] != ids[4]["c"]
+    assert ids[9]["c"] == ids[19]["c"]
+
+
+def test_appearance_resolves_an_exchange_of_positions():
+    code_a, code_b = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+
+    def frame(xa, xb):
+        return [
+            Detection("Enemy", xa, 50.0, 4, 4, 0.9, z_what=code_a),
+            Detection("Enemy", xb, 50.0, 4, 4, 0.9, z_what=code_b),
+        ]
+
+    def ids_after_exchange(weight):
+        tr = Tracker(appearance_weight=weight, max_distance=20)
+        first = {t.x: t.id for t in tr.update(frame(50.0, 60.0))}  # a at 50, b at 60
+        after = {t.x: t.id for t in tr.update(frame(60.0, 50.0))}  # they swap places
+        return first, after
+
+    first, after = ids_after_exchange(0.0)  # position only: ids stay with the places
+    assert after[50.0] == first[50.0]
+    first, after = ids_after_exchange(0.8)  # appearance dominates: ids follow the objects
+    assert after[60.0] == first[50.0] and after[50.0] == first[60.0]
+
+
+def test_mot_metrics_perfect_and_swap():
+    box = {1: (10.0, 10.0, 4.0, 4.0), 2: (60.0, 10.0, 4.0, 4.0)}
+    gt = [(k, b) for k, b in box.items()]
+    perfect = [(gt, [(10 + k, b) for k, b in box.items()]) for _ in range(6)]
+    m = mot_metrics([perfect])
+    assert m["mota"] == pytest.approx(1.0) and m["idf1"] == pytest.approx(1.0)
+    assert m["num_switches"] == 0
+    # The tracker swaps the two ids after frame 3: two identity switches, IDF1 drops.
+    swapped = [(gt, [(10 + (k if t < 3 else 3 - k), b) for k, b in box.items()]) for t in range(6)]
+    m = mot_metrics([swapped])
+    assert m["num_switches"] == 2
+    assert m["mota"] == pytest.approx(1 - 2 / 12)
+    assert m["idf1"] == pytest.approx(0.5)
+    # A hypothesis farther than half the object's diagonal is a miss plus a false positive.
+    far = [(gt[:1], [(7, (14.0, 10.0, 4.0, 4.0))])]
+    m = mot_metrics([far])
+    assert m["num_misses"] == 1 and m["num_false_positives"] == 1
+
+
+def test_tracker_swap_counted_by_motmetrics():
+    """Position-only tracking through an exchange of places is scored as two switches."""
+    code_a, code_b = np.array([1.0, 0]), np.array([0, 1.0])
+    seq = []
+    tr = Tracker(appearance_weight=0.0)
+    for t in range(6):
+        xa, xb = (50.0, 60.0) if t < 3 else (60.0, 50.0)
+        dets = [
+            Detection("Enemy", xa, 50.0, 4, 4, 0.9, z_what=code_a),
+            Detection("Enemy", xb, 50.0, 4, 4, 0.9, z_what=code_b),
+        ]
+        hyp = [(t_.id, (t_.x, t_.y, t_.w, t_.h)) for t_ in tr.update(dets)]
+        seq.append(([("a", (xa, 50.0, 4, 4)), ("b", (xb, 50.0, 4, 4))], hyp))
+    assert mot_metrics([seq])["num_switches"] == 2
+
+
+def test_bad_tracker_arguments():
+    with pytest.raises(ValueError, match="max_missed"):
+        Tracker(max_missed=-1)
+    with pytest.raises(ValueError, match="appearance_weight"):
+        Tracker(appearance_weight=2)
+    with pytest.raises(ValueError, match="max_distance"):
+        Tracker(max_distance=0)
+
+
+class GroundTruthDetector:
+    """Stands in for a Detector: returns the file's ground truth as detections."""
+
+    game = "pong"
+
+    def __init__(self, boxes):
+        self.boxes = boxes  # list per frame of (x, y, w, h)
+        self.calls = 0
+
+    def detect_preprocessed(self, images):
+        out = []
+        for _ in images:
+            out.append([Detection("Ball", *b, 0.9) for b in self.boxes[self.calls]])
+            self.calls += 1
+        return out
+
+
+def write_tracking_h5(path, n_seq=2, T=10):
+    from spacemoc.data import OBJECT_DTYPE
+
+    rows, boxes = [], []
+    for s in range(n_seq):
+        for t in range(T):
+            frame = []
+            for k, (x, y) in enumerate([(30 + 2 * t, 80.0), (120 - 2 * t, 120.0)]):
+                rows.append((s, t, x, y, 2.0, 4.0, 1, 1))
+                frame.append((x, y, 2.0, 4.0))
+            rows.append((s, t, 20.0, 2.0, 8.0, 10.0, 3, 0))  # score (HUD): not relevant
+            boxes.append(frame)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=np.zeros((n_seq, T, 128, 128, 3), np.uint8))
+        f.create_dataset("objects", data=np.array(rows, dtype=OBJECT_DTYPE))
+        f.attrs["game"] = "pong"
+    return boxes
+
+
+def test_evaluate_tracking_writes_csv(tmp_path, monkeypatch):
+    boxes = write_tracking_h5(tmp_path / "tracking.h5")
+    fake = GroundTruthDetector(boxes)
+    monkeypatch.setattr("spacemoc.detector.Detector.load", lambda *a, **k: fake)
+    m = evaluate_tracking(tmp_path / "tracking.h5", tmp_path, tmp_path / "out" / "tracking.csv")
+    assert fake.calls == 20
+    assert m["mota"] == pytest.approx(1.0) and m["idf1"] == pytest.approx(1.0)
+    assert m["num_objects"] == 40  # the HUD rows are not ground truth for the tracker
+    with open(tmp_path / "out" / "tracking.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["mota"]) == 1.0 and float(row["idf1"]) == 1.0
+
+
+def test_track_sequence_resets_between_sequences():
+    frames = np.zeros((3, 128, 128, 3), np.uint8)
+    det = GroundTruthDetector([[(10.0, 50.0, 2.0, 4.0)]] * 6)
+    tracker = Tracker()
+    first = track_sequence(frames, det, tracker)
+    second = track_sequence(frames, det, tracker)
+    assert first == second and {h[0] for f in first for h in f} == {0}
