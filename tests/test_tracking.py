@@ -169,7 +169,7 @@ def write_tracking_h5(path, n_seq=2, T=10):
     for s in range(n_seq):
         for t in range(T):
             frame = []
-            for k, (x, y) in enumerate([(30 + 2 * t, 80.0), (120 - 2 * t, 120.0)]):
+            for x, y in [(30 + 2 * t, 80.0), (120 - 2 * t, 120.0)]:
                 rows.append((s, t, x, y, 2.0, 4.0, 1, 1))
                 frame.append((x, y, 2.0, 4.0))
             rows.append((s, t, 20.0, 2.0, 8.0, 10.0, 3, 0))  # score (HUD): not relevant
