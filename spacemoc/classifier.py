@@ -1,0 +1,315 @@
+"""z_what -> object label classifiers (spec §6.2), stored without pickles.
+
+``nn`` (default): k-means on the encodings of labelled objects (k = number of relevant classes),
+each centroid labelled from its nearest labelled neighbours with the rule the reference intended
+(spec §6.2 step 4), then 1-NN on the centroids. ``ridge``: a ``RidgeClassifier`` trained on a few
+labelled objects per class.
+
+Centroid labelling: walk the ``min(24, n)`` nearest encodings of a centroid from nearest to
+farthest, counting their labels; at the i-th neighbour (0-based) label l is accepted once
+``count[l] > 3 / (i + 1)``, or ``> 6 / (i + 1)`` when l already labels another centroid. (The
+reference's operator-precedence bug accepts any not-yet-used label at its first sighting.) When no
+label qualifies, the first candidate label not used yet is taken; when all are used, the most
+frequent neighbour label (the reference raised IndexError there).
+
+Files: ``classifier.npz`` (kind, game, labels, arrays; read by ``ZWhatClassifier.load`` with
+``allow_pickle=False``, used by the detector), ``classifier.joblib`` (the equivalent fitted
+scikit-learn estimator, for scikit-learn users; loading it unpickles, so ``load_joblib`` needs
+``trust=True``) and ``classifier_labels.csv`` (cluster, label, label_name).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "spacemoc-classifier/1"
+KINDS = ("nn", "ridge")
+
+
+@dataclass
+class ZWhatClassifier:
+    kind: str  # "nn" or "ridge"
+    game: str = ""
+    labels: tuple[str, ...] = ()  # the game's label names; predictions index this
+    centroids: np.ndarray | None = None  # (k, D) nn
+    centroid_labels: np.ndarray | None = None  # (k,) nn
+    coef: np.ndarray | None = None  # (C, D) ridge (C = 1 for two classes, as in sklearn)
+    intercept: np.ndarray | None = None  # (C,) ridge
+    classes: np.ndarray | None = None  # (n_classes,) ridge
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown classifier kind {self.kind!r}; valid kinds: {KINDS}")
+
+    @property
+    def dim(self) -> int:
+        return int((self.centroids if self.kind == "nn" else self.coef).shape[1])
+
+    def predict(self, z) -> np.ndarray:
+        """(n, D) encodings -> (n,) label indices."""
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 2 or (len(z) and z.shape[1] != self.dim):
+            raise ValueError(f"expected encodings of shape (n, {self.dim}), got {z.shape}")
+        if len(z) == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.kind == "nn":
+            dist = ((z[:, None, :] - self.centroids[None]) ** 2).sum(-1)
+            return self.centroid_labels[dist.argmin(1)].astype(np.int64)
+        scores = z @ self.coef.T + self.intercept
+        if scores.shape[1] == 1:  # binary ridge: one column, positive -> classes[1]
+            return self.classes[(scores[:, 0] > 0).astype(int)].astype(np.int64)
+        return self.classes[scores.argmax(1)].astype(np.int64)
+
+    # ----------------------------------------------------------------- storage
+
+    def save(self, path: str | Path) -> None:
+        arrays = {
+            "format": np.array(FORMAT),
+            "kind": np.array(self.kind),
+            "game": np.array(self.game),
+            "labels": np.array(self.labels, dtype=str),
+        }
+        for name in ("centroids", "centroid_labels", "coef", "intercept", "classes"):
+            if getattr(self, name) is not None:
+                arrays[name] = np.asarray(getattr(self, name))
+        _atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+
+    @classmethod
+    def load(cls, path: str | Path, game: str | None = None) -> ZWhatClassifier:
+        """Read a ``classifier.npz`` (no unpickling). ``game`` given: check it matches."""
+        with np.load(path, allow_pickle=False) as f:
+            if "format" not in f or str(f["format"]) != FORMAT:
+                raise ValueError(f"{path} is not a spacemoc classifier ({FORMAT})")
+            arrays = {k: f[k] for k in f.files}
+        clf = cls(
+            kind=str(arrays["kind"]),
+            game=str(arrays["game"]),
+            labels=tuple(str(s) for s in arrays["labels"]),
+            **{
+                k: arrays[k]
+                for k in ("centroids", "centroid_labels", "coef", "intercept", "classes")
+                if k in arrays
+            },
+        )
+        if game is not None:
+            check_game(clf, game, path)
+        return clf
+
+    def to_sklearn(self):
+        """The equivalent fitted scikit-learn estimator (KNeighborsClassifier or RidgeClassifier)."""
+        if self.kind == "nn":
+            from sklearn.neighbors import KNeighborsClassifier
+
+            est = KNeighborsClassifier(n_neighbors=1).fit(self.centroids, self.centroid_labels)
+        else:
+            from sklearn.linear_model import RidgeClassifier
+
+            est = RidgeClassifier()
+            est.coef_, est.intercept_ = self.coef, self.intercept
+            est.classes_ = self.classes
+            est.n_features_in_ = self.coef.shape[1]
+            # RidgeClassifier.predict needs its label binarizer; rebuild it from the classes.
+            from sklearn.preprocessing import LabelBinarizer
+
+            est._label_binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(self.classes)
+        est.spacemoc_game_ = self.game
+        est.spacemoc_labels_ = list(self.labels)
+        return est
+
+
+def check_game(clf: ZWhatClassifier, game: str, path="classifier") -> None:
+    from spacemoc.games import get_game
+
+    if get_game(clf.game).name != get_game(game).name:
+        raise ValueError(f"{path} was trained for game {clf.game!r}, not {game!r}")
+    if tuple(clf.labels) != get_game(game).labels:
+        raise ValueError(
+            f"{path} label list {clf.labels} differs from {game}'s "
+            f"{get_game(game).labels}: trained with another OCAtari version?"
+        )
+
+
+def load_joblib(path: str | Path, trust: bool = False, game: str | None = None):
+    """Load ``classifier.joblib`` (a scikit-learn estimator). Unpickling runs code from the file,
+    so this refuses unless ``trust=True``; ``ZWhatClassifier.load`` on the .npz is always safe."""
+    if not trust:
+        raise ValueError(
+            f"{path} is a pickle: loading it can run arbitrary code. Pass trust=True "
+            "if you made it, or use ZWhatClassifier.load on classifier.npz"
+        )
+    import joblib
+
+    est = joblib.load(path)
+    if game is not None and getattr(est, "spacemoc_game_", None) != game:
+        raise ValueError(
+            f"{path} was trained for game {getattr(est, 'spacemoc_game_', None)!r}, not {game!r}"
+        )
+    return est
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def label_centroids(
+    centroids: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    candidate_labels: Sequence[int],
+    n_neighbors: int = 24,
+) -> np.ndarray:
+    """Label each centroid from its nearest labelled encodings (the intended rule of §6.2)."""
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    n = min(n_neighbors, len(z))
+    assigned: list[int] = []
+    for centroid in np.asarray(centroids, dtype=np.float64):
+        order = np.argsort(((z - centroid) ** 2).sum(1), kind="stable")[:n]
+        counts: dict[int, int] = {}
+        choice = None
+        for i, label in enumerate(y[order].tolist()):
+            counts[label] = counts.get(label, 0) + 1
+            needed = (6 if label in assigned else 3) / (i + 1)
+            if counts[label] > needed:
+                choice = label
+                break
+        if choice is None:
+            free = [int(c) for c in candidate_labels if int(c) not in assigned]
+            if free:
+                choice = free[0]
+            else:
+                choice = max(counts, key=counts.get) if counts else int(candidate_labels[0])
+        assigned.append(int(choice))
+    return np.array(assigned, dtype=np.int64)
+
+
+def fit_centroid_classifier(
+    z,
+    y,
+    n_clusters: int,
+    candidate_labels,
+    seed: int = 0,
+    game: str = "",
+    labels: Sequence[str] = (),
+) -> ZWhatClassifier:
+    """k-means (seeded) + centroid labelling -> a 1-NN-on-centroids ``ZWhatClassifier``."""
+    from sklearn.cluster import KMeans
+
+    z = np.asarray(z, dtype=np.float64)
+    if len(z) < n_clusters:
+        raise ValueError(f"{len(z)} labelled encodings are too few for {n_clusters} clusters")
+    kmeans = KMeans(n_clusters=n_clusters, random_state=seed, n_init=10).fit(z)
+    centroid_labels = label_centroids(kmeans.cluster_centers_, z, y, candidate_labels)
+    return ZWhatClassifier(
+        "nn",
+        game,
+        tuple(labels),
+        centroids=kmeans.cluster_centers_,
+        centroid_labels=centroid_labels,
+    )
+
+
+def fit_ridge_classifier(
+    z, y, shots: int = 16, seed: int = 0, game: str = "", labels: Sequence[str] = ()
+) -> ZWhatClassifier:
+    """RidgeClassifier on ``shots`` randomly chosen (seeded) labelled encodings per class."""
+    from sklearn.linear_model import RidgeClassifier
+
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"ridge needs at least two classes, got {np.unique(y).tolist()}")
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:shots] for c in np.unique(y)])
+    est = RidgeClassifier().fit(z[idx], y[idx])
+    return ZWhatClassifier(
+        "ridge",
+        game,
+        tuple(labels),
+        coef=est.coef_,
+        intercept=np.atleast_1d(est.intercept_),
+        classes=est.classes_,
+    )
+
+
+def train_classifier(
+    latents_path: str | Path,
+    out_npz: str | Path,
+    out_joblib: str | Path | None = None,
+    out_labels_csv: str | Path | None = None,
+    kind: str = "nn",
+    seed: int = 0,
+    shots: int = 16,
+    game: str | None = None,
+) -> ZWhatClassifier:
+    """Fit the classifier on the relevant labelled objects of a (validation) latents file."""
+    from spacemoc.games import get_game
+    from spacemoc.latents import collect_encodings, load_latents
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
+    lat = load_latents(latents_path, game=game)
+    g = get_game(lat.game)
+    enc = collect_encodings(lat, "relevant")
+    z, y = enc["z_what"], enc["label"]
+    if len(z) == 0:
+        raise ValueError(
+            f"{latents_path}: no present cell matches a relevant object; "
+            "nothing to train the classifier on"
+        )
+    print(
+        f"training a {kind} classifier on {len(z)} relevant objects "
+        f"({dict(zip(*np.unique(y, return_counts=True)))} per label)"
+    )
+    if kind == "nn":
+        clf = fit_centroid_classifier(
+            z,
+            y,
+            len(g.relevant_indices),
+            g.relevant_indices,
+            seed=seed,
+            game=g.name,
+            labels=g.labels,
+        )
+    else:
+        clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+    clf.save(out_npz)
+    if out_joblib is not None:
+        import joblib
+
+        est = clf.to_sklearn()
+        _atomic(out_joblib, lambda tmp: joblib.dump(est, tmp))
+    if out_labels_csv is not None:
+        write_label_csv(clf, out_labels_csv)
+    return clf
+
+
+def write_label_csv(clf: ZWhatClassifier, path: str | Path) -> None:
+    """cluster,label,label_name: one row per centroid (nn) or class (ridge)."""
+    values = clf.centroid_labels if clf.kind == "nn" else clf.classes
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["cluster", "label", "label_name"])
+            for i, label in enumerate(np.asarray(values).tolist()):
+                out.writerow([i, label, clf.labels[label] if label < len(clf.labels) else ""])
+
+    _atomic(path, write)
+
+
+def _atomic(path, write, suffix: str = "") -> None:
+    """Write through ``write(tmp_path)`` and rename when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,113 @@
+"""Centroid labelling (spec §6.2, intended rule), the classifier files and their checks."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from spacemoc.classifier import (
+    ZWhatClassifier,
+    fit_centroid_classifier,
+    fit_ridge_classifier,
+    label_centroids,
+    load_joblib,
+    write_label_csv,
+)
+from spacemoc.games import get_game
+
+
+def line_points(labels, start=0.0):
+    """Encodings on a line at distance 1, 2, 3, ... from the centroid at the origin."""
+    return np.array([[start + i + 1.0, 0.0] for i in range(len(labels))]), np.array(labels)
+
+
+def test_label_needs_more_than_three_over_i_plus_one_votes():
+    # Neighbours A, B, B: A at i=0 has 1 > 3? no; B at i=1 has 1 > 1.5? no; B at i=2 has 2 > 1: B.
+    # The reference's precedence bug took A, the first neighbour's label.
+    z, y = line_points([1, 2, 2, 1, 1, 1])
+    assert label_centroids(np.zeros((1, 2)), z, y, [1, 2]).tolist() == [2]
+
+
+def test_a_label_already_used_needs_twice_the_votes():
+    # Centroid 0 takes label 2 (neighbours 2, 2). Centroid 1 sees 2, 2, 3, 3, 3: label 2 would
+    # need 2 > 6/2 (no), 3 needs 3 > 3/5 at i=4... but already at i=3: 2 > 3/4 -> label 3.
+    z0, y0 = line_points([2, 2])
+    z1, y1 = line_points([2, 2, 3, 3, 3], start=100.0)
+    centroids = np.array([[0.0, 0.0], [100.0, 0.0]])
+    labels = label_centroids(centroids, np.vstack([z0, z1]), np.concatenate([y0, y1]), [2, 3])
+    assert labels.tolist() == [2, 3]
+    # With a third centroid whose neighbours are all label 2, 2 is accepted once 2 > 6/(i+1)
+    # would need i >= 3: count 4 at i = 3 > 1.5.
+    z2, y2 = line_points([2, 2, 2, 2], start=200.0)
+    centroids = np.vstack([centroids, [[200.0, 0.0]]])
+    labels = label_centroids(
+        centroids, np.vstack([z0, z1, z2]), np.concatenate([y0, y1, y2]), [2, 3]
+    )
+    assert labels.tolist() == [2, 3, 2]
+
+
+def test_fallback_takes_the_first_unassigned_label():
+    # Alternating labels never reach the threshold among two neighbours: fallback.
+    z, y = line_points([1, 2])
+    assert label_centroids(np.zeros((1, 2)), z, y, [4, 1, 2]).tolist() == [4]
+
+
+def test_centroid_classifier_recovers_separated_classes():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    z = np.concatenate([c + rng.normal(0, 0.5, (30, 2)) for c in centres])
+    y = np.repeat([1, 2, 4], 30)
+    clf = fit_centroid_classifier(z, y, 3, [1, 2, 4], seed=0)
+    assert sorted(clf.centroid_labels.tolist()) == [1, 2, 4]
+    assert (clf.predict(z) == y).mean() == 1.0
+
+
+def test_npz_round_trip_without_pickles_and_game_check(tmp_path):
+    game = get_game("pong")
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(0, 0.3, (20, 4)) + 5 * np.eye(4)[k] for k in range(3)])
+    y = np.repeat([1, 2, 4], 20)
+    for clf in (
+        fit_centroid_classifier(z, y, 3, [1, 2, 4], game="pong", labels=game.labels),
+        fit_ridge_classifier(z, y, shots=5, game="pong", labels=game.labels),
+    ):
+        path = tmp_path / f"{clf.kind}.npz"
+        clf.save(path)
+        with np.load(path, allow_pickle=False) as f:  # loads without unpickling
+            assert str(f["kind"]) == clf.kind
+        back = ZWhatClassifier.load(path, game="pong")
+        np.testing.assert_array_equal(back.predict(z), clf.predict(z))
+        assert (back.predict(z) == y).mean() == 1.0
+        # The scikit-learn twin predicts the same.
+        np.testing.assert_array_equal(clf.to_sklearn().predict(z), clf.predict(z))
+        with pytest.raises(ValueError, match="trained for game 'pong', not 'boxing'"):
+            ZWhatClassifier.load(path, game="boxing")
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        back.predict(np.zeros((2, 3)))
+
+
+def test_joblib_needs_trust_and_label_csv_has_a_header(tmp_path):
+    import joblib
+
+    clf = fit_centroid_classifier(
+        np.array([[0.0], [0.1], [5.0], [5.1]]),
+        np.array([1, 1, 2, 2]),
+        2,
+        [1, 2],
+        game="pong",
+        labels=get_game("pong").labels,
+    )
+    path = tmp_path / "classifier.joblib"
+    joblib.dump(clf.to_sklearn(), path)
+    with pytest.raises(ValueError, match="trust=True"):
+        load_joblib(path)
+    est = load_joblib(path, trust=True, game="pong")
+    assert est.predict([[5.05]]).tolist() == [2]
+    with pytest.raises(ValueError, match="not 'tennis'"):
+        load_joblib(path, trust=True, game="tennis")
+    write_label_csv(clf, tmp_path / "labels.csv")
+    rows = list(csv.reader(open(tmp_path / "labels.csv")))
+    assert rows[0] == ["cluster", "label", "label_name"]
+    assert sorted(r[2] for r in rows[1:]) == ["Ball", "Enemy"]
