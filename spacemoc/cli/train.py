@@ -1,0 +1,52 @@
+"""`spacemoc train`: train SPACE+MOC on a dataset file (resumes from checkpoints in --out)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train SPACE+MOC on a dataset HDF5 file",
+        description=(
+            "Train SPACE+MOC on DATA and write OUT/model.pt, OUT/train_curves.csv, periodic "
+            "checkpoints in OUT/checkpoints/ and TensorBoard logs in OUT/logs/. A run killed "
+            "midway continues from its last checkpoint when started again with the same OUT."
+        ),
+    )
+    parser.add_argument(
+        "--data", required=True, help="dataset file, e.g. results/pong/data/train.h5"
+    )
+    parser.add_argument("--out", required=True, help="output folder, e.g. results/pong/seed0")
+    parser.add_argument("--game", help="game name (default: the dataset's game)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--config", help="config YAML (default: built-in defaults)")
+    parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
+    parser.add_argument(
+        "--device", default="auto", help="auto (default: train.device), cpu, cuda or cuda:N"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: config threads)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spacemoc.config import load_config
+    from spacemoc.train import train
+
+    overrides: dict = {"train": {}}
+    if args.steps is not None:
+        overrides["train"]["steps"] = args.steps
+    if args.batch_size is not None:
+        overrides["train"]["batch_size"] = args.batch_size
+    config = load_config(args.config, overrides)
+    path = train(
+        args.data,
+        args.out,
+        game=args.game,
+        config=config,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
+    print(path)
+    return 0

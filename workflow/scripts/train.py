@@ -1,0 +1,16 @@
+"""Rule `train`: unpack Snakemake's arguments and call spacemoc.train.train."""
+
+from pathlib import Path
+
+from spacemoc.logs import log_to
+from spacemoc.train import train
+
+with log_to(snakemake.log[0]):
+    train(
+        snakemake.input.data,
+        Path(snakemake.output.model).parent,
+        game=snakemake.wildcards.game,
+        config=snakemake.params.config,
+        seed=int(snakemake.wildcards.seed),
+        threads=snakemake.threads,
+    )
