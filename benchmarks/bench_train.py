@@ -1,0 +1,180 @@
+"""Speed and memory of one full SPACE+MOC training step on real Pong data, per frame.
+
+A step is what `spacemoc.train` does: forward, MOC loss, backward, gradient clipping, and both
+optimiser steps (RMSprop for the foreground, Adam for the background), at batch 2 x T=4 (8 frames)
+on 2 torch threads, for the windowed compositing (ours) and the dense one (the reference's
+formulation), in the same run.
+
+Time: the median of ``--steps`` timed steps after ``--warmup`` untimed ones, divided by the frames
+per step.
+
+Memory: each variant runs in its own fresh subprocess. The peak resident set size of that process
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read once after the model, optimisers and batch
+are set up (the baseline: interpreter, torch, weights, data) and once after all steps; the
+difference is the extra memory a training step needs at its peak (activations kept for backward,
+gradients, optimiser state), divided by the frames per step. A subprocess per variant keeps one
+variant's freed-but-cached memory from hiding the other's peak.
+
+Usage:
+    python benchmarks/bench_train.py [--data results/pong/data/train.h5] [--steps 5]
+    python benchmarks/bench_train.py --profile      # torch profiler table, batch 1 x T=4
+
+Without ``--data`` a small Pong train split (8 samples) is generated in a temporary folder.
+Targets (issue 3): <= 0.4 s and <= 250 MB per frame. The reference: 1.9 s and 0.9 GB per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_pong_data(folder: Path) -> Path:
+    from spacemoc.data import compute_background, make_dataset, save_background
+
+    background = folder / "background.png"
+    save_background(compute_background("pong", 40, seed=100), background)
+    return make_dataset(
+        "pong", "train", folder / "train.h5", background, n_samples=8, seed=0, workers=1
+    )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def setup(data: str, compositing: str, batch: int, threads: int):
+    import torch
+
+    from spacemoc.data import AtariDataset, collate
+    from spacemoc.model import Space
+    from spacemoc.model.moc import MocLoss
+    from spacemoc.train import build_configs, seed_everything
+
+    torch.set_num_threads(threads)
+    seed_everything(0)
+    config = {"train": {"compositing": compositing}}
+    space_cfg, moc_cfg = build_configs("pong", config)
+    dataset = AtariDataset(data, grid_size=space_cfg.G)
+    batch_data = collate([dataset[i % len(dataset)] for i in range(batch)])
+    model = Space(space_cfg)
+    model.train()
+    optimizer_fg = torch.optim.RMSprop(model.fg_module.parameters(), lr=3e-5)
+    optimizer_bg = torch.optim.Adam(model.bg_module.parameters(), lr=1e-3)
+    moc = MocLoss(moc_cfg, grid=space_cfg.G)
+
+    def step(global_step: int) -> float:
+        elbo_loss, log = model(batch_data["frames"], global_step=global_step)
+        moc_loss, _ = moc(
+            log,
+            batch_data["motion"],
+            batch_data["motion_z_pres"],
+            batch_data["motion_z_where"],
+            global_step=global_step,
+        )
+        loss = elbo_loss + moc_loss
+        optimizer_fg.zero_grad(set_to_none=True)
+        optimizer_bg.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer_fg.step()
+        optimizer_bg.step()
+        return float(loss)
+
+    frames = batch_data["frames"].shape[0] * batch_data["frames"].shape[1]
+    return step, frames
+
+
+def child(args) -> None:
+    step, frames = setup(args.data, args.variant, args.batch, args.threads)
+    baseline = peak_rss_mb()
+    for i in range(args.warmup):
+        step(i)
+    times = []
+    for i in range(args.steps):
+        began = time.perf_counter()
+        step(args.warmup + i)
+        times.append(time.perf_counter() - began)
+    peak = peak_rss_mb() - baseline
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "frames": frames,
+                "s_per_step": statistics.median(times),
+                "s_per_frame": statistics.median(times) / frames,
+                "peak_mb_per_frame": peak / frames,
+                "baseline_mb": baseline,
+                "steps": times,
+            }
+        )
+    )
+
+
+def profile(args) -> None:
+    import torch
+
+    step, frames = setup(args.data, args.variant, 1, args.threads)
+    step(0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step(1)
+    print(f"torch profiler, one step, batch 1 x T=4 ({frames} frames), {args.variant}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="dataset file (default: generate 8 Pong samples)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--batch", type=int, default=2, help="sequences per step (T=4 each)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=["windowed", "dense"])
+    parser.add_argument("--profile", action="store_true", help="profile one step instead")
+    parser.add_argument("--variant", default="windowed", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        if args.data is None:
+            args.data = str(make_pong_data(Path(tmp)))
+        if args.profile:
+            for variant in args.variants:
+                args.variant = variant
+                profile(args)
+            return
+        results = []
+        for variant in args.variants:
+            cmd = [
+                sys.executable, __file__, "--child", "--variant", variant, "--data", args.data,
+                "--steps", str(args.steps), "--warmup", str(args.warmup),
+                "--batch", str(args.batch), "--threads", str(args.threads),
+            ]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    print(
+        f"training step, batch {args.batch} x T=4, {args.threads} threads, median of {args.steps}"
+    )
+    print(f"{'compositing':<12} {'s/step':>8} {'s/frame':>8} {'peak MB/frame':>14}")
+    for r in results:
+        print(
+            f"{r['variant']:<12} {r['s_per_step']:>8.3f} {r['s_per_frame']:>8.3f} "
+            f"{r['peak_mb_per_frame']:>14.1f}"
+        )
+    print("reference (issue 3): 1.9 s/frame, 900 MB/frame; target <= 0.4 s, <= 250 MB per frame")
+
+
+if __name__ == "__main__":
+    main()
