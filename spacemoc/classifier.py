@@ -103,7 +103,7 @@ class ZWhatClassifier:
         return clf
 
     def to_sklearn(self):
-        """The equivalent fitted scikit-learn estimator (KNeighborsClassifier or RidgeClassifier)."""
+        """The equivalent fitted scikit-learn estimator (KNeighbors- or RidgeClassifier)."""
         if self.kind == "nn":
             from sklearn.neighbors import KNeighborsClassifier
 
@@ -263,7 +263,7 @@ def train_classifier(
         )
     print(
         f"training a {kind} classifier on {len(z)} relevant objects "
-        f"({dict(zip(*np.unique(y, return_counts=True)))} per label)"
+        f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label)"
     )
     if kind == "nn":
         clf = fit_centroid_classifier(

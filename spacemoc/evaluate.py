@@ -1,0 +1,235 @@
+"""One seed's metrics table, the per-game aggregate and the all-games summary.
+
+``evaluate`` -> ``results/{game}/seed{seed}/metrics.csv``: rows (game, spacemoc, seed, subset) for
+subset in all / relevant with every ``COLUMNS`` entry, computed on the *test* latents:
+
+* detection (``spacemoc.metrics.detection_scores``) of the present cells against the GT boxes;
+* encodings (``encoding_scores``) of the present cells matched to a GT object (for ``relevant``:
+  relevant labels, boxes in the relevant area); AMI / ARI below 0 (worse than chance) are written
+  as 0 so that every value is a fraction in [0,1];
+* ``classifier_accuracy`` and ``joint_f1`` (spec §6.3-6.4) with the classifier trained on the
+  validation latents: ``relevant`` row only (the classifier knows only the relevant labels);
+* ``mota`` / ``idf1`` from the tracking stage's CSV when given (rows matched on its ``subset``
+  column if it has one, else the ``relevant`` row), empty otherwise.
+
+The background-subtraction baseline's rows (``model`` = bgsub, seed ``-``) are appended when its
+CSV is given. Columns that do not apply are empty, never 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = (
+    "game", "model", "seed", "subset", "precision", "recall", "f_score", "ap_avg", "ap_0.5",
+    "count_accuracy", "few_shot_1", "few_shot_4", "few_shot_16", "few_shot_64",
+    "cluster_nn_accuracy", "ami", "ari", "classifier_accuracy", "joint_f1", "mota", "idf1",
+)  # fmt: skip
+KEY_COLUMNS = COLUMNS[:4]
+VALUE_COLUMNS = COLUMNS[4:]
+SUBSETS = ("all", "relevant")
+
+
+# --------------------------------------------------------------------------- csv helpers
+
+
+def _cell(value) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    return "" if math.isnan(value) else f"{value:.6g}"
+
+
+def write_rows(rows: list[dict], path: str | Path) -> None:
+    """Write rows with exactly ``COLUMNS`` (missing/NaN -> empty), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(COLUMNS)
+        for row in rows:
+            out.writerow([_cell(row.get(c)) for c in COLUMNS])
+    os.replace(tmp, path)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path} does not have the metrics columns {COLUMNS}")
+        return list(reader)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def ground_truth(data_path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per frame (flattened, sample-major) GT boxes (K,4) and labels (K,)."""
+    from spacemoc.latents import object_boxes, read_objects
+
+    boxes, labels = [], []
+    for sample in read_objects(data_path):
+        for rows in sample:
+            boxes.append(object_boxes(rows))
+            labels.append(rows["label"].astype(np.int64))
+    if not boxes:
+        raise ValueError(f"{data_path} holds no frames: nothing to evaluate")
+    return boxes, labels
+
+
+def prediction_encodings(lat) -> list[np.ndarray]:
+    """Per frame the z_what of the rows of ``lat.predictions()``."""
+    n, t, c, d = lat.z_what.shape
+    z = lat.z_what.reshape(n * t, c, d)
+    return [z[f, cells] for f, cells in enumerate(lat.cell_indices())]
+
+
+def joint_evaluation(lat, gt_boxes, gt_labels, clf) -> dict:
+    """Joint detection + classification on the relevant subset (spec §6.4)."""
+    from spacemoc.metrics import joint_scores, relevant_subset
+
+    pred = lat.predictions()
+    z = prediction_encodings(lat)
+    rel_pred, rel_gt, rel_labels, keep = relevant_subset(pred, gt_boxes, gt_labels, lat.game)
+    pred_labels = [
+        clf.predict(zf[k]) if len(zf[k]) else np.zeros(0, np.int64)
+        for zf, k in zip(z, keep, strict=True)
+    ]
+    return joint_scores(rel_pred, pred_labels, rel_gt, rel_labels, n_labels=len(lat.labels))
+
+
+def tracking_values(path) -> dict[str, dict]:
+    """subset -> {mota, idf1} from the tracking stage's CSV."""
+    if path is None or not Path(path).exists():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = {}
+    for row in rows:
+        subset = row.get("subset") or "relevant"
+        out[subset] = {k: float(row[k]) for k in ("mota", "idf1") if row.get(k, "") != ""}
+    return out
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    latents_path,
+    data_path,
+    classifier_path,
+    out_path,
+    seed,
+    model_path=None,
+    baseline_path=None,
+    tracking_path=None,
+    few_shot=(1, 4, 16, 64),
+    eval_seed: int = 0,
+) -> list[dict]:
+    """Compute one seed's metrics (test latents vs test data) and write ``out_path``."""
+    import warnings
+
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.latents import collect_encodings, load_latents
+    from spacemoc.metrics import detection_scores, encoding_scores, relevant_subset
+
+    lat = load_latents(latents_path, model_path=model_path, data_path=data_path)
+    clf = ZWhatClassifier.load(classifier_path, game=lat.game)
+    gt_boxes, gt_labels = ground_truth(data_path)
+    pred = lat.predictions()
+    if len(pred) != len(gt_boxes):
+        raise ValueError(f"{latents_path} has {len(pred)} frames, {data_path} {len(gt_boxes)}")
+    tracking = tracking_values(tracking_path)
+    rows = []
+    for subset in SUBSETS:
+        row = {"game": lat.game, "model": "spacemoc", "seed": str(seed), "subset": subset}
+        if subset == "all":
+            row.update(detection_scores(pred, gt_boxes))
+        else:
+            rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, lat.game)
+            row.update(detection_scores(rel_pred, rel_gt))
+        enc = collect_encodings(lat, subset)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores = encoding_scores(enc["z_what"], enc["label"], few_shot, seed=eval_seed)
+        for w in caught:
+            print(f"[{subset}] {w.message}")
+        for key in ("ami", "ari"):
+            scores[key] = max(scores[key], 0.0) if not math.isnan(scores[key]) else scores[key]
+        row.update({k: v for k, v in scores.items() if k != "too_rare"})
+        if subset == "relevant":
+            if len(enc["z_what"]):
+                row["classifier_accuracy"] = float(
+                    (clf.predict(enc["z_what"]) == enc["label"]).mean()
+                )
+            row["joint_f1"] = joint_evaluation(lat, gt_boxes, gt_labels, clf)["f1"]
+        row.update(tracking.get(subset, {}))
+        rows.append(row)
+        print(f"{subset}: " + ", ".join(f"{k}={_cell(row.get(k))}" for k in VALUE_COLUMNS))
+    if baseline_path is not None:
+        rows += read_rows(baseline_path)
+    write_rows(rows, out_path)
+    return rows
+
+
+def run_bgsub(data_path, background_path, out_path, **kw) -> list[dict]:
+    """The background-subtraction baseline's rows for a test split -> ``out_path``."""
+    from spacemoc.baselines import evaluate_bgsub
+
+    rows = evaluate_bgsub(data_path, background_path, **kw)
+    write_rows(rows, out_path)
+    return rows
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+def aggregate(metrics_paths, out_path, baseline_path=None) -> list[dict]:
+    """Per-seed spacemoc rows + ``mean`` and ``std`` (sample std; empty with one seed) rows per
+    subset, then the bgsub rows (from ``baseline_path`` or the first metrics file)."""
+    if not metrics_paths:
+        raise ValueError("no metrics files to aggregate")
+    per_seed, baseline = [], []
+    for path in metrics_paths:
+        for row in read_rows(path):
+            (per_seed if row["model"] == "spacemoc" else baseline).append(row)
+    if baseline_path is not None:
+        baseline = [r for r in read_rows(baseline_path) if r["model"] != "spacemoc"]
+    else:  # every seed's file carries the same baseline rows
+        seen, unique = set(), []
+        for row in baseline:
+            key = (row["model"], row["subset"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(row)
+        baseline = unique
+    rows = list(per_seed)
+    for subset in SUBSETS:
+        group = [r for r in per_seed if r["subset"] == subset]
+        if not group:
+            continue
+        mean = {"game": group[0]["game"], "model": "spacemoc", "seed": "mean", "subset": subset}
+        std = dict(mean, seed="std")
+        for column in VALUE_COLUMNS:
+            values = np.array([float(r[column]) for r in group if r[column] != ""])
+            mean[column] = values.mean() if len(values) else ""
+            std[column] = values.std(ddof=1) if len(values) > 1 else ""
+        rows += [mean, std]
+    rows += baseline
+    write_rows(rows, out_path)
+    return rows
+
+
+def summary(eval_paths, out_path) -> list[dict]:
+    """All games' ``eval.csv`` rows in one table."""
+    rows = [row for path in eval_paths for row in read_rows(path)]
+    write_rows(rows, out_path)
+    return rows

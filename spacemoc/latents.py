@@ -1,0 +1,343 @@
+"""Latent files: deterministic inference over a data split, with ground-truth labels per cell.
+
+``results/{game}/seed{seed}/latents/{split}.h5`` holds, for every frame of the split,
+
+* ``z_pres_prob`` (N,T,G*G) float32, ``z_where`` (N,T,G*G,4) float32 = [sx, sy, cx, cy]
+  (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means;
+* ``label`` (N,T,G*G) int16: for a *present* cell (z_pres_prob > 0.5) the label index of the
+  ground-truth object it matches, -1 when it matches none (and for absent cells);
+* ``gt_index`` (N,T,G*G) int32: the matched object's row among that frame's objects, or -1.
+
+Matching is one-to-one and greedy by decreasing z_pres_prob: a cell takes the best unused
+ground-truth object whose centre lies closer than half of that object's diagonal (the
+centre-distance criterion of spec §5.2, ``spacemoc.metrics.greedy_match``). So a false positive
+never inherits a label (the reference's argmax-IoU labelling gave every box one, spec defect 27).
+
+Attributes record the game, its labels, the model (path, training step, SHA-256 of the file) and
+the data (path, split, sample count), so ``load_latents`` can refuse a file made from another
+model, game or split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from spacemoc.metrics import CENTRE_THRESHOLD, FRAME_SIZE, greedy_match, misalignment_matrix
+
+FORMAT = "spacemoc-latents/1"
+PRESENT = 0.5  # z_pres_prob above which a cell is an object
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def z_where_to_boxes(z_where: np.ndarray, frame_size=FRAME_SIZE) -> np.ndarray:
+    """(..., 4) [sx, sy, cx, cy] -> (..., 4) [x_min, y_min, w, h] in frame pixels."""
+    z_where = np.asarray(z_where, dtype=np.float64)
+    width, height = frame_size
+    sx, sy, cx, cy = np.moveaxis(z_where, -1, 0)
+    return np.stack(
+        [
+            ((cx + 1) / 2 - sx / 2) * width,
+            ((cy + 1) / 2 - sy / 2) * height,
+            sx * width,
+            sy * height,
+        ],
+        axis=-1,
+    )
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+def read_objects(data_path: str | Path) -> list[list[np.ndarray]]:
+    """The ``objects`` table of a dataset as [sample][t] structured arrays."""
+    with h5py.File(data_path, "r") as f:
+        n, t = f["frames"].shape[:2]
+        rows = f["objects"][()]
+    out = [[rows[:0] for _ in range(t)] for _ in range(n)]
+    if len(rows):
+        order = np.lexsort((rows["t"], rows["sample"]))
+        rows = rows[order]
+        keys = rows["sample"].astype(np.int64) * t + rows["t"]
+        bounds = np.flatnonzero(np.diff(keys)) + 1
+        for chunk in np.split(rows, bounds):
+            out[int(chunk["sample"][0])][int(chunk["t"][0])] = chunk
+    return out
+
+
+def object_boxes(rows: np.ndarray) -> np.ndarray:
+    """Structured object rows -> (K,4) float [x, y, w, h]."""
+    return np.stack([rows[k].astype(np.float64) for k in ("x", "y", "w", "h")], axis=-1).reshape(
+        -1, 4
+    )
+
+
+def match_cells(z_pres_prob, boxes, gt_rows) -> np.ndarray:
+    """Index of the GT object matched to every cell of one frame (-1: absent or unmatched)."""
+    matched = np.full(len(z_pres_prob), -1, dtype=np.int64)
+    present = np.flatnonzero(z_pres_prob > PRESENT)
+    if len(present) == 0 or len(gt_rows) == 0:
+        return matched
+    width, height = FRAME_SIZE
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    scores = misalignment_matrix(boxes[present] / scale, object_boxes(gt_rows) / scale)
+    matched[present] = greedy_match(scores, z_pres_prob[present], CENTRE_THRESHOLD)
+    return matched
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def compute_latents(
+    model_path: str | Path,
+    data_path: str | Path,
+    out_path: str | Path,
+    batch_size: int = 16,
+    device: str = "auto",
+    threads: int | None = None,
+    model=None,
+) -> Path:
+    """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
+
+    ``model``: an already loaded model (anything with ``infer``, ``game``, ``labels``,
+    ``channel_order``, ``config.G``); by default ``spacemoc.model.load_checkpoint(model_path)``.
+    ``batch_size`` counts samples (each of T frames).
+    """
+    import torch
+    from tqdm import tqdm
+
+    if threads:
+        torch.set_num_threads(threads)
+    if model is None:
+        from spacemoc.model import load_checkpoint
+
+        model = load_checkpoint(model_path)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if hasattr(model, "to"):
+        model = model.to(device)
+    if hasattr(model, "eval"):
+        model.eval()
+    with h5py.File(data_path, "r") as f:
+        data_game = str(f.attrs["game"])
+        split = str(f.attrs.get("split", Path(data_path).stem))
+        data_labels = tuple(str(s) for s in f.attrs["labels"])
+        n, t = f["frames"].shape[:2]
+    if data_game != model.game:
+        raise ValueError(
+            f"model {model_path} is for game {model.game!r} but data {data_path} is {data_game!r}"
+        )
+    if tuple(model.labels) != data_labels:
+        raise ValueError(f"label lists differ: model {tuple(model.labels)} vs data {data_labels}")
+    if n == 0:
+        raise ValueError(f"{data_path} holds no samples: nothing to encode")
+    objects = read_objects(data_path)
+    cells = model.config.G**2
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        with h5py.File(data_path, "r") as src, h5py.File(tmp, "w") as dst:
+            frames = src["frames"]
+            datasets = {}
+            for start in tqdm(range(0, n, batch_size), desc=f"latents {split}", unit="batch"):
+                stop = min(start + batch_size, n)
+                batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
+                images = torch.from_numpy(batch).float().div_(255).permute(0, 1, 4, 2, 3)
+                if model.channel_order == "bgr":
+                    images = images.flip(2)
+                images = images.reshape(-1, *images.shape[2:]).to(device)  # (b*T,3,128,128)
+                with torch.no_grad():
+                    out = model.infer(images)
+                prob = _to_numpy(out["z_pres_prob"]).reshape(stop - start, t, cells)
+                where = _to_numpy(out["z_where"]).reshape(stop - start, t, cells, 4)
+                what = _to_numpy(out["z_what"]).reshape(stop - start, t, cells, -1)
+                if not datasets:
+                    datasets = _create(dst, n, t, cells, what.shape[-1])
+                gt_index = np.full((stop - start, t, cells), -1, dtype=np.int32)
+                label = np.full((stop - start, t, cells), -1, dtype=np.int16)
+                boxes = z_where_to_boxes(where)
+                for b in range(stop - start):
+                    for k in range(t):
+                        rows = objects[start + b][k]
+                        m = match_cells(prob[b, k], boxes[b, k], rows)
+                        gt_index[b, k] = m
+                        label[b, k][m >= 0] = rows["label"][m[m >= 0]]
+                for name, value in (
+                    ("z_pres_prob", prob),
+                    ("z_where", where),
+                    ("z_what", what),
+                    ("label", label),
+                    ("gt_index", gt_index),
+                ):
+                    datasets[name][start:stop] = value
+            dst.attrs.update(
+                format=FORMAT,
+                game=model.game,
+                labels=list(model.labels),
+                split=split,
+                n_samples=n,
+                T=t,
+                G=int(model.config.G),
+                model_path=str(model_path),
+                model_step=int(getattr(model, "step", -1) or -1),
+                model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
+                data_path=str(data_path),
+                present_threshold=PRESENT,
+            )
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out_path
+
+
+def _create(dst, n, t, cells, dim):
+    opts = {"compression": "gzip", "compression_opts": 4}
+    return {
+        "z_pres_prob": dst.create_dataset(
+            "z_pres_prob", (n, t, cells), "f4", chunks=(1, t, cells), **opts
+        ),
+        "z_where": dst.create_dataset(
+            "z_where", (n, t, cells, 4), "f4", chunks=(1, t, cells, 4), **opts
+        ),
+        "z_what": dst.create_dataset(
+            "z_what", (n, t, cells, dim), "f4", chunks=(1, t, cells, dim), **opts
+        ),
+        "label": dst.create_dataset("label", (n, t, cells), "i2", chunks=(1, t, cells), **opts),
+        "gt_index": dst.create_dataset(
+            "gt_index", (n, t, cells), "i4", chunks=(1, t, cells), **opts
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Latents:
+    z_pres_prob: np.ndarray  # (N,T,C)
+    z_where: np.ndarray  # (N,T,C,4)
+    z_what: np.ndarray  # (N,T,C,D)
+    label: np.ndarray  # (N,T,C) int, -1 = no matched object
+    gt_index: np.ndarray  # (N,T,C) int, -1 = no matched object
+    attrs: dict
+
+    @property
+    def game(self) -> str:
+        return self.attrs["game"]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.attrs["labels"])
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.z_pres_prob > PRESENT
+
+    def boxes(self) -> np.ndarray:
+        """(N,T,C,4) [x, y, w, h] in frame pixels."""
+        return z_where_to_boxes(self.z_where)
+
+    def predictions(self) -> list[np.ndarray]:
+        """Per frame (flattened N*T, sample-major) the (M,5) [x, y, w, h, prob] of present cells."""
+        boxes = self.boxes().reshape(-1, self.z_pres_prob.shape[-1], 4)
+        prob = self.z_pres_prob.reshape(len(boxes), -1)
+        out = []
+        for b, p in zip(boxes, prob, strict=True):
+            keep = p > PRESENT
+            out.append(np.concatenate([b[keep], p[keep, None]], axis=1))
+        return out
+
+    def cell_indices(self) -> list[np.ndarray]:
+        """Per frame the cell indices behind ``predictions()``' rows."""
+        prob = self.z_pres_prob.reshape(-1, self.z_pres_prob.shape[-1])
+        return [np.flatnonzero(p > PRESENT) for p in prob]
+
+
+def load_latents(
+    path: str | Path,
+    game: str | None = None,
+    model_path: str | Path | None = None,
+    data_path: str | Path | None = None,
+) -> Latents:
+    """Read a latents file; with ``game``/``model_path``/``data_path`` check it was made from
+    them (a clear ValueError names the mismatch)."""
+    from spacemoc.games import get_game
+
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        if attrs.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a spacemoc latents file ({FORMAT})")
+        attrs["labels"] = [str(s) for s in attrs["labels"]]
+        if game is not None and get_game(game).name != attrs["game"]:
+            raise ValueError(f"{path} holds latents for game {attrs['game']!r}, not {game!r}")
+        if model_path is not None and attrs["model_sha256"] != file_sha256(model_path):
+            raise ValueError(
+                f"{path} was made by the model {attrs['model_path']} "
+                f"(step {attrs['model_step']}), not by {model_path}: remake it"
+            )
+        if data_path is not None:
+            with h5py.File(data_path, "r") as d:
+                d_game, d_split = str(d.attrs["game"]), str(d.attrs.get("split", ""))
+                d_n = d["frames"].shape[0]
+            if (d_game, d_n) != (attrs["game"], attrs["n_samples"]) or (
+                d_split and d_split != attrs["split"]
+            ):
+                raise ValueError(
+                    f"{path} was made from {attrs['data_path']} ({attrs['game']}, split "
+                    f"{attrs['split']}, {attrs['n_samples']} samples), which does not match "
+                    f"{data_path} ({d_game}, split {d_split}, {d_n} samples)"
+                )
+        arrays = {k: f[k][()] for k in ("z_pres_prob", "z_where", "z_what", "label", "gt_index")}
+    if arrays["z_pres_prob"].shape[0] == 0:
+        raise ValueError(f"{path} holds no samples")
+    return Latents(**arrays, attrs=attrs)
+
+
+def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray]:
+    """z_what and label of the present cells matched to a GT object, flattened.
+
+    ``all``: every matched cell; ``relevant``: cells matched to a relevant label whose box lies
+    in the game's relevant area. Returns z_what (n,D), label (n,), frame (n,) (flat frame index)
+    and cell (n,).
+    """
+    from spacemoc.games import get_game
+
+    if subset not in ("all", "relevant"):
+        raise ValueError(f"unknown subset {subset!r}; valid subsets: all, relevant")
+    keep = lat.present & (lat.label >= 0)
+    if subset == "relevant":
+        game = get_game(lat.game)
+        keep &= np.isin(lat.label, game.relevant_indices)
+        boxes = lat.boxes()
+        width, height = FRAME_SIZE
+        x0, y0 = boxes[..., 0] / width, boxes[..., 1] / height
+        x1, y1 = x0 + boxes[..., 2] / width, y0 + boxes[..., 3] / height
+        keep &= np.asarray(game.in_relevant_area(x0, y0, x1, y1), dtype=bool)
+    n, t, c = keep.shape
+    flat = np.flatnonzero(keep.reshape(-1))
+    return {
+        "z_what": lat.z_what.reshape(n * t * c, -1)[flat],
+        "label": lat.label.reshape(-1)[flat].astype(np.int64),
+        "frame": flat // c,
+        "cell": flat % c,
+    }

@@ -1,0 +1,187 @@
+"""Figures of one trained model: detections on test frames, precision-recall curves, a 2-D PCA of
+the encodings, the training curves and the joint detection + classification confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PLOTS = ("detections", "pr_curve", "latent_pca", "train_curves", "confusion")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path, title=""):
+    """Frames (n,128,128,3) with predicted boxes (red, predicted label) and GT boxes (green)."""
+    plt = _pyplot()
+    n = max(len(frames), 1)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, p, pl, g, gl in zip(axes.flat, frames, pred, pred_labels, gt, gt_labels,
+                                       strict=False):  # fmt: skip
+        ax.imshow(image, extent=(0, 160, 210, 0), aspect="auto", interpolation="nearest")
+        for (x, y, w, h), label in zip(np.asarray(g)[:, :4], gl, strict=True):
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="lime", lw=1))
+            ax.text(x, y + h + 6, label_names[label], color="lime", fontsize=6)
+        for (x, y, w, h), label in zip(np.asarray(p)[:, :4], pl, strict=True):
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="red", lw=1))
+            ax.text(x, y - 1, label_names[label], color="red", fontsize=6)
+    fig.suptitle(title or "test frames: predictions (red) and ground truth (green)")
+    return _save(fig, path)
+
+
+def plot_pr_curves(curves: dict, path, title="precision-recall (IoU 0.5)"):
+    """curves: name -> (precision, recall) arrays."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for name, (precision, recall) in curves.items():
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_latent_pca(z, labels, label_names, path, max_points=5000, seed=0):
+    """2-D PCA of encodings coloured by their ground-truth label."""
+    from sklearn.decomposition import PCA
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    z, labels = np.asarray(z), np.asarray(labels)
+    if len(z) > max_points:
+        keep = np.random.default_rng(seed).choice(len(z), max_points, replace=False)
+        z, labels = z[keep], labels[keep]
+    if len(z) >= 2:
+        xy = PCA(n_components=2, random_state=seed).fit_transform(z)
+        for label in np.unique(labels):
+            m = labels == label
+            ax.scatter(xy[m, 0], xy[m, 1], s=6, label=label_names[label], alpha=0.7)
+        ax.legend(markerscale=2, fontsize=7)
+    ax.set(title="z_what, 2-D PCA, by ground-truth label", xlabel="PC 1", ylabel="PC 2")
+    return _save(fig, path)
+
+
+def plot_training_curves(csv_path, path):
+    """Every numeric column of ``train_curves.csv`` against ``step``."""
+    import pandas as pd
+
+    plt = _pyplot()
+    df = pd.read_csv(csv_path)
+    x = df["step"] if "step" in df else np.arange(len(df))
+    columns = [c for c in df.columns if c != "step" and pd.api.types.is_numeric_dtype(df[c])]
+    cols = min(max(len(columns), 1), 3)
+    rows = max((len(columns) + cols - 1) // cols, 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, column in zip(axes.flat, columns, strict=False):
+        ax.axis("on")
+        ax.plot(x, df[column])
+        ax.set(title=column, xlabel="step")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(confusion, names, path, title="detection + classification"):
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
+    plt = _pyplot()
+    confusion = np.asarray(confusion, dtype=float)
+    norm = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(confusion):
+        if count:
+            ax.text(
+                j,
+                i,
+                int(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="ground truth", title=title)
+    return _save(fig, path)
+
+
+def make_plots(
+    latents_path, data_path, classifier_path, train_curves_path, out_dir, n_frames: int = 8
+) -> dict[str, Path]:
+    """All figures of one model into ``out_dir``; returns name -> path (names: ``PLOTS``)."""
+    import h5py
+
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.evaluate import ground_truth, joint_evaluation, prediction_encodings
+    from spacemoc.games import get_game
+    from spacemoc.latents import collect_encodings, load_latents
+    from spacemoc.metrics import precision_recall_curve, relevant_subset
+
+    out_dir = Path(out_dir)
+    lat = load_latents(latents_path, data_path=data_path)
+    game = get_game(lat.game)
+    clf = ZWhatClassifier.load(classifier_path, game=lat.game)
+    names = list(lat.labels)
+    gt_boxes, gt_labels = ground_truth(data_path)
+    pred = lat.predictions()
+    z = prediction_encodings(lat)
+    out = {}
+
+    # One frame (the first) of the first samples.
+    t = lat.z_pres_prob.shape[1]
+    samples = range(min(n_frames, lat.z_pres_prob.shape[0]))
+    with h5py.File(data_path, "r") as f:
+        frames = [f["frames"][i][0] for i in samples]
+    idx = [i * t for i in samples]
+    out["detections"] = plot_detections(
+        frames, [pred[i] for i in idx],
+        [clf.predict(z[i]) if len(z[i]) else [] for i in idx],
+        [gt_boxes[i] for i in idx], [gt_labels[i] for i in idx], names,
+        out_dir / "detections.png", title=f"{game.name}: predictions (red), ground truth (green)",
+    )  # fmt: skip
+
+    rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, game)
+    curves = {}
+    for name, (p, g) in {"all": (pred, gt_boxes), "relevant": (rel_pred, rel_gt)}.items():
+        precision, recall, _ = precision_recall_curve(p, g)
+        curves[name] = (precision, recall)
+    out["pr_curve"] = plot_pr_curves(
+        curves, out_dir / "pr_curve.png", title=f"{game.name}: precision-recall (IoU 0.5)"
+    )
+
+    enc = collect_encodings(lat, "all")
+    out["latent_pca"] = plot_latent_pca(
+        enc["z_what"], enc["label"], names, out_dir / "latent_pca.png"
+    )
+    out["train_curves"] = plot_training_curves(train_curves_path, out_dir / "train_curves.png")
+
+    joint = joint_evaluation(lat, gt_boxes, gt_labels, clf)
+    keep = [*game.relevant_indices, len(names), len(names) + 1]
+    matrix = joint["confusion"][np.ix_(keep, keep)]
+    tick_names = [names[i] for i in game.relevant_indices] + ["not an object", "not detected"]
+    out["confusion"] = plot_confusion(
+        matrix, tick_names, out_dir / "confusion.png",
+        title=f"{game.name}: joint F1 {joint['f1']:.3f}")  # fmt: skip
+    return out

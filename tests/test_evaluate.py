@@ -1,0 +1,263 @@
+"""Latents, classifier and metric tables end to end on tiny synthetic data and a fake model."""
+
+from __future__ import annotations
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from spacemoc.games import get_game
+
+COLUMNS = (
+    "game,model,seed,subset,precision,recall,f_score,ap_avg,ap_0.5,count_accuracy,"
+    "few_shot_1,few_shot_4,few_shot_16,few_shot_64,cluster_nn_accuracy,ami,ari,"
+    "classifier_accuracy,joint_f1,mota,idf1"
+).split(",")
+BACKGROUND = (144, 72, 17)
+# Pong labels: 1 Ball, 2 Enemy, 3 EnemyScore, 4 Player. (label, w, h, colour)
+OBJECTS = [(1, 4, 4, (236, 236, 236)), (2, 4, 16, (213, 130, 74)), (4, 4, 16, (92, 186, 92)),
+           (3, 12, 10, (210, 100, 60))]  # fmt: skip
+OBJECT_DTYPE = np.dtype([("sample", "i4"), ("t", "i2"), ("x", "f4"), ("y", "f4"), ("w", "f4"),
+                         ("h", "f4"), ("label", "i2"), ("relevant", "u1")])  # fmt: skip
+
+
+def make_dataset(path, n=6, T=2, seed=0, split="test"):
+    """A pong-like split: 128x128 frames with coloured rectangles, objects in 160x210 pixels."""
+    rng = np.random.default_rng(seed)
+    game = get_game("pong")
+    frames = np.empty((n, T, 128, 128, 3), np.uint8)
+    frames[:] = BACKGROUND
+    rows = []
+    for i in range(n):
+        for t in range(T):
+            for k, (label, w, h, colour) in enumerate(OBJECTS):
+                if label == 3:  # the score, in the HUD at the top
+                    x, y = 30.0, 4.0
+                else:  # one vertical band per object so that they never overlap
+                    x = float(20 + 45 * k + rng.integers(0, 20))
+                    y = float(rng.integers(50, 170))
+                c0, c1 = round(x * 128 / 160), round((x + w) * 128 / 160)
+                r0, r1 = round(y * 128 / 210), round((y + h) * 128 / 210)
+                frames[i, t, r0:r1, c0:c1] = colour
+                rows.append((i, t, x, y, w, h, label, label in game.relevant_indices))
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=frames)
+        f.create_dataset("objects", data=np.array(rows, dtype=OBJECT_DTYPE))
+        f.attrs.update(
+            game="pong",
+            split=split,
+            labels=list(game.labels),
+            T=T,
+            relevant_labels=list(game.relevant),
+        )
+    return path
+
+
+class FakeModel:
+    """Finds the rectangles differing from the background colour: one present cell per object,
+    z_where from its box, z_what = its mean colour (plus a little noise)."""
+
+    game = "pong"
+    labels = get_game("pong").labels
+    channel_order = "rgb"
+    step = 7
+
+    class config:  # noqa: N801 - mimics model.config.G
+        G = 4
+
+    def infer(self, images):
+        from scipy import ndimage
+
+        images = images.numpy()  # (B,3,128,128)
+        cells = self.config.G**2
+        b = len(images)
+        prob = np.full((b, cells), 0.05, np.float32)
+        where = np.tile(np.array([0.1, 0.1, 0.0, 0.0], np.float32), (b, cells, 1))
+        what = np.zeros((b, cells, 4), np.float32)
+        rng = np.random.default_rng(0)
+        background = np.array(BACKGROUND, np.float32)[:, None, None] / 255
+        for i, image in enumerate(images):
+            changed = np.abs(image - background).max(0) > 0.02
+            components, _ = ndimage.label(changed)
+            for cell, box in enumerate(ndimage.find_objects(components)):
+                r, c = box
+                sx, sy = (c.stop - c.start) / 128, (r.stop - r.start) / 128
+                cx, cy = (c.start + c.stop) / 128 - 1, (r.start + r.stop) / 128 - 1
+                prob[i, cell] = 0.9 - 0.01 * cell
+                where[i, cell] = [sx, sy, cx, cy]
+                what[i, cell, :3] = image[:, r, c].mean((1, 2))
+                what[i, cell, 3] = rng.normal(0, 0.01)
+        import torch
+
+        return {
+            "z_pres_prob": torch.from_numpy(prob),
+            "z_where": torch.from_numpy(where),
+            "z_what": torch.from_numpy(what),
+        }
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    """validation + test data, fake model file, latents of both and a trained classifier."""
+    from spacemoc.classifier import train_classifier
+    from spacemoc.latents import compute_latents
+
+    root = tmp_path_factory.mktemp("eval")
+    model_path = root / "model.pt"
+    model_path.write_bytes(b"fake weights")
+    paths = {"model": model_path}
+    for split, seed in (("validation", 1), ("test", 2)):
+        paths[f"data_{split}"] = make_dataset(root / f"{split}.h5", seed=seed, split=split)
+        paths[f"latents_{split}"] = compute_latents(
+            model_path, paths[f"data_{split}"], root / "latents" / f"{split}.h5", batch_size=4,
+            model=FakeModel())  # fmt: skip
+    paths["classifier"] = root / "classifier.npz"
+    train_classifier(
+        paths["latents_validation"],
+        paths["classifier"],
+        root / "classifier.joblib",
+        root / "classifier_labels.csv",
+        kind="nn",
+        game="pong",
+    )
+    return paths
+
+
+def test_latents_hold_matched_labels(stage):
+    from spacemoc.latents import load_latents
+
+    lat = load_latents(
+        stage["latents_test"], game="pong", model_path=stage["model"], data_path=stage["data_test"]
+    )
+    assert lat.z_pres_prob.shape == (6, 2, 16) and lat.z_what.shape == (6, 2, 16, 4)
+    assert lat.attrs["model_step"] == 7 and lat.attrs["split"] == "test"
+    # Four objects per frame, each found and labelled; absent cells carry -1.
+    present = lat.present
+    assert (present.sum(-1) == 4).all()
+    assert (lat.label[~present] == -1).all()
+    assert sorted(lat.label[0, 0][present[0, 0]].tolist()) == [1, 2, 3, 4]
+    assert (lat.gt_index[present] >= 0).all()
+
+
+def test_latents_from_another_model_game_or_split_are_refused(stage, tmp_path):
+    from spacemoc.latents import load_latents
+
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="was made by the model"):
+        load_latents(stage["latents_test"], model_path=other)
+    with pytest.raises(ValueError, match="not 'boxing'"):
+        load_latents(stage["latents_test"], game="boxing")
+    with pytest.raises(ValueError, match="does not match"):
+        load_latents(stage["latents_test"], data_path=stage["data_validation"])
+
+
+def test_mini_evaluate_fills_every_column(stage, tmp_path):
+    from spacemoc.evaluate import aggregate, evaluate, read_rows, run_bgsub, summary
+
+    background = tmp_path / "background.npy"
+    np.save(background, np.full((128, 128, 3), BACKGROUND, np.uint8))
+    baseline = tmp_path / "bgsub.csv"
+    run_bgsub(stage["data_test"], background, baseline)
+    tracking = tmp_path / "tracking.csv"
+    tracking.write_text("mota,idf1\n0.75,0.8\n")
+    out = tmp_path / "seed0" / "metrics.csv"
+    evaluate(
+        stage["latents_test"],
+        stage["data_test"],
+        stage["classifier"],
+        out,
+        seed=0,
+        model_path=stage["model"],
+        baseline_path=baseline,
+        tracking_path=tracking,
+    )
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == COLUMNS
+    ours = {r["subset"]: r for r in rows if r["model"] == "spacemoc"}
+    # The fake model sees every object exactly: detection is perfect, colours separate labels.
+    for column in (
+        "precision",
+        "recall",
+        "f_score",
+        "count_accuracy",
+        "cluster_nn_accuracy",
+        "classifier_accuracy",
+        "joint_f1",
+        "few_shot_1",
+    ):
+        assert float(ours["relevant"][column]) == pytest.approx(1.0), column
+    assert float(ours["all"]["ap_0.5"]) > 0.5
+    for column in COLUMNS[4:]:
+        assert ours["relevant"][column] != "", column
+    assert ours["all"]["classifier_accuracy"] == "" and ours["all"]["mota"] == ""
+    assert (ours["relevant"]["mota"], ours["relevant"]["idf1"]) == ("0.75", "0.8")
+    bgsub = {r["subset"]: r for r in rows if r["model"] == "bgsub"}
+    assert bgsub["relevant"]["seed"] == "-" and bgsub["relevant"]["few_shot_1"] == ""
+    assert float(bgsub["relevant"]["f_score"]) == pytest.approx(1.0)
+    for row in rows:
+        for column in COLUMNS[4:]:
+            if row[column]:
+                assert 0.0 <= float(row[column]) <= 1.0, (column, row[column])
+
+    # Aggregate two "seeds" and the summary.
+    second = tmp_path / "seed1" / "metrics.csv"
+    evaluate(
+        stage["latents_test"],
+        stage["data_test"],
+        stage["classifier"],
+        second,
+        seed=1,
+        baseline_path=baseline,
+    )
+    eval_csv = tmp_path / "eval.csv"
+    rows = aggregate([out, second], eval_csv, baseline_path=baseline)
+    keys = [(r["model"], r["seed"], r["subset"]) for r in read_rows(eval_csv)]
+    assert keys == [("spacemoc", "0", "all"), ("spacemoc", "0", "relevant"),
+                    ("spacemoc", "1", "all"), ("spacemoc", "1", "relevant"),
+                    ("spacemoc", "mean", "all"), ("spacemoc", "std", "all"),
+                    ("spacemoc", "mean", "relevant"), ("spacemoc", "std", "relevant"),
+                    ("bgsub", "-", "all"), ("bgsub", "-", "relevant")]  # fmt: skip
+    mean = next(r for r in read_rows(eval_csv) if r["seed"] == "mean" and r["subset"] == "relevant")
+    assert float(mean["mota"]) == pytest.approx(0.75)  # only seed 0 has tracking
+    std = next(r for r in read_rows(eval_csv) if r["seed"] == "std" and r["subset"] == "relevant")
+    assert float(std["recall"]) == 0.0 and std["mota"] == ""
+    all_rows = summary([eval_csv, eval_csv], tmp_path / "summary.csv")
+    assert len(all_rows) == 20
+
+
+def test_classifier_for_another_game_and_empty_split_are_refused(stage, tmp_path):
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.evaluate import evaluate
+
+    clf = ZWhatClassifier.load(stage["classifier"])
+    clf.game, clf.labels = "boxing", get_game("boxing").labels
+    wrong = tmp_path / "boxing.npz"
+    clf.save(wrong)
+    with pytest.raises(ValueError, match="trained for game 'boxing', not 'pong'"):
+        evaluate(stage["latents_test"], stage["data_test"], wrong, tmp_path / "m.csv", seed=0)
+    empty = make_dataset(tmp_path / "empty.h5", n=0)
+    from spacemoc.latents import compute_latents
+
+    with pytest.raises(ValueError, match="no samples"):
+        compute_latents(stage["model"], empty, tmp_path / "lat.h5", model=FakeModel())
+
+
+def test_plots_are_written(stage, tmp_path):
+    from spacemoc.plots import make_plots
+
+    curves = tmp_path / "train_curves.csv"
+    curves.write_text("step,loss,kl\n1,3.0,1.0\n2,2.0,0.5\n3,1.5,0.4\n")
+    outputs = make_plots(
+        stage["latents_test"],
+        stage["data_test"],
+        stage["classifier"],
+        curves,
+        tmp_path / "plots",
+        n_frames=2,
+    )
+    for path in outputs.values():
+        assert path.stat().st_size > 1000, path
