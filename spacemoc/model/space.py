@@ -1,0 +1,129 @@
+"""SPACE: fg + bg mixture, ELBO and deterministic inference (spec §2.1, §2.5, §2.8)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .bg import SpaceBg
+from .config import SpaceConfig
+from .fg import SpaceFg
+from .glimpse import extract_glimpses, extract_glimpses_at
+
+END_STEP = 100_000_000  # forward without a step: every annealed value at its end
+
+
+class Space(nn.Module):
+    """SPACE with the reference's parameter names (reference checkpoints load strictly).
+
+    Metadata attributes (not part of the state dict): ``config``, ``channel_order`` ("rgb", or
+    "bgr" for imported reference weights: the input channel order the weights expect), ``game``,
+    ``labels``, ``step``.
+    """
+
+    def __init__(self, config: SpaceConfig | None = None):
+        super().__init__()
+        self.config = config if config is not None else SpaceConfig()
+        self.fg_module = SpaceFg(self.config)
+        self.bg_module = SpaceBg(self.config)
+        self.channel_order = "rgb"
+        self.game: str | None = None
+        self.labels: list[str] | None = None
+        self.step: int | None = None
+
+    @property
+    def num_cells(self) -> int:
+        return self.config.num_cells
+
+    def _flatten_input(self, x: torch.Tensor) -> torch.Tensor:
+        channels = 3 + int(self.config.motion_input)
+        size = self.config.img_size
+        if x.dim() == 5:
+            x = x.reshape(
+                x.shape[0] * x.shape[1], *x.shape[2:]
+            )  # (B, T, ...) -> (B*T, ...), b-major
+        if x.dim() != 4 or x.shape[1] < channels or tuple(x.shape[2:]) != (size, size):
+            raise ValueError(
+                f"expected images (B, {channels}, {size}, {size}) or "
+                f"(B, T, {channels}, {size}, {size}), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype}")
+        return x
+
+    def forward(
+        self, x: torch.Tensor, global_step: float | None = None, compositing: str | None = None
+    ):
+        """x (B, T, 3, H, W) or (B, 3, H, W) -> (loss, log), loss = -sum of the B*T images' ELBOs.
+
+        ``global_step`` drives the annealing (None: the end values). ``compositing`` overrides
+        ``config.compositing`` ("windowed" or "dense") for this call.
+        """
+        cfg = self.config
+        step = END_STEP if global_step is None else global_step
+        x = self._flatten_input(x)
+        # background first, then foreground: the reference's order of random draws
+        bg_likelihood, bg, kl_bg, log_bg = self.bg_module(x)
+        fg_likelihood, fg, alpha_map, kl_fg, log_fg = self.fg_module(x, step, compositing)
+
+        # fix-alpha trick: the mixture uses a constant alpha early on; logged alpha_map stays real
+        alpha = alpha_map
+        if cfg.fix_alpha_steps > 0 and 0 < step < cfg.fix_alpha_steps:
+            alpha = torch.full_like(alpha_map, cfg.fix_alpha_value)
+        fg_ll = fg_likelihood + torch.log(alpha + 1e-5)
+        bg_ll = bg_likelihood + torch.log(1 - alpha + 1e-5)
+        log_like = (
+            torch.logsumexp(torch.stack((fg_ll, bg_ll), dim=1), dim=1).flatten(1).sum(1)
+        )  # (B,)
+        y = alpha * fg + (1.0 - alpha) * bg
+        elbo = log_like - kl_bg - kl_fg
+        loss = -elbo.sum()
+
+        log = {
+            "imgs": x[:, :3],
+            "y": y,
+            "mse": ((y - x[:, :3]) ** 2).flatten(1).sum(1),
+            "log_like": log_like,
+            "elbo_loss": loss.detach(),
+        }
+        log.update(log_fg)
+        log.update(log_bg)
+        return loss, log
+
+    @torch.no_grad()
+    def infer(
+        self, images: torch.Tensor, present_only: bool = False, threshold: float = 0.5
+    ) -> dict:
+        """Deterministic posterior means (no background, no sampling), as the reference's wrapper.
+
+        images: float (B, 3, 128, 128) in [0, 1], channels in ``self.channel_order``.
+        Returns z_pres_prob (B, N), z_where (B, N, 4) = [scale_x, scale_y, centre_x, centre_y]
+        (centres in [-1, 1]) and z_what (B, N, D). With ``present_only`` z_what is computed only for
+        cells with z_pres_prob > threshold and is zero elsewhere.
+        """
+        if images.dim() != 4:
+            raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
+        x = self._flatten_input(images)
+        fg = self.fg_module
+        post = fg.img_encoder(x)
+        z_pres_prob = torch.sigmoid(post["z_pres_logits"]).squeeze(-1)  # (B, N)
+        z_where = torch.cat(
+            (
+                torch.sigmoid(post["z_scale_loc"]),
+                fg.img_encoder.shift_to_centre(post["z_shift_loc"]),
+            ),
+            dim=-1,
+        )
+        B, N = z_pres_prob.shape
+        g = self.config.glimpse_size
+        if present_only:
+            present = z_pres_prob > threshold
+            z_what = x.new_zeros(B, N, self.config.z_what_dim)
+            b_idx, n_idx = present.nonzero(as_tuple=True)
+            if b_idx.numel():
+                glimpses = extract_glimpses_at(x[:, :3], b_idx, z_where[b_idx, n_idx], g)
+                z_what[b_idx, n_idx] = fg.z_what_net.mean(glimpses)
+        else:
+            glimpses = extract_glimpses(x[:, :3], z_where, g)
+            z_what = fg.z_what_net.mean(glimpses).view(B, N, -1)
+        return {"z_pres_prob": z_pres_prob, "z_where": z_where, "z_what": z_what}
