@@ -63,18 +63,9 @@ def z_where_to_boxes(z_where: np.ndarray, frame_size=FRAME_SIZE) -> np.ndarray:
 
 def read_objects(data_path: str | Path) -> list[list[np.ndarray]]:
     """The ``objects`` table of a dataset as [sample][t] structured arrays."""
-    with h5py.File(data_path, "r") as f:
-        n, t = f["frames"].shape[:2]
-        rows = f["objects"][()]
-    out = [[rows[:0] for _ in range(t)] for _ in range(n)]
-    if len(rows):
-        order = np.lexsort((rows["t"], rows["sample"]))
-        rows = rows[order]
-        keys = rows["sample"].astype(np.int64) * t + rows["t"]
-        bounds = np.flatnonzero(np.diff(keys)) + 1
-        for chunk in np.split(rows, bounds):
-            out[int(chunk["sample"][0])][int(chunk["t"][0])] = chunk
-    return out
+    from spacemoc.data import read_table
+
+    return read_table(data_path, "objects")
 
 
 def object_boxes(rows: np.ndarray) -> np.ndarray:
@@ -126,13 +117,13 @@ def compute_latents(
 
     if threads:
         torch.set_num_threads(threads)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if model is None:
         from spacemoc.model import load_checkpoint
 
-        model = load_checkpoint(model_path)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if hasattr(model, "to"):
+        model = load_checkpoint(model_path, map_location=device)
+    elif hasattr(model, "to"):
         model = model.to(device)
     if hasattr(model, "eval"):
         model.eval()
@@ -141,12 +132,14 @@ def compute_latents(
         split = str(f.attrs.get("split", Path(data_path).stem))
         data_labels = tuple(str(s) for s in f.attrs["labels"])
         n, t = f["frames"].shape[:2]
-    if data_game != model.game:
+    game = getattr(model, "game", None) or data_game  # reference .pth files name no game
+    labels = tuple(getattr(model, "labels", None) or data_labels)
+    if data_game != game:
         raise ValueError(
-            f"model {model_path} is for game {model.game!r} but data {data_path} is {data_game!r}"
+            f"model {model_path} is for game {game!r} but data {data_path} is {data_game!r}"
         )
-    if tuple(model.labels) != data_labels:
-        raise ValueError(f"label lists differ: model {tuple(model.labels)} vs data {data_labels}")
+    if labels != data_labels:
+        raise ValueError(f"label lists differ: model {labels} vs data {data_labels}")
     if n == 0:
         raise ValueError(f"{data_path} holds no samples: nothing to encode")
     objects = read_objects(data_path)
@@ -191,8 +184,8 @@ def compute_latents(
                     datasets[name][start:stop] = value
             dst.attrs.update(
                 format=FORMAT,
-                game=model.game,
-                labels=list(model.labels),
+                game=game,
+                labels=list(labels),
                 split=split,
                 n_samples=n,
                 T=t,

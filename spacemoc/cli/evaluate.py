@@ -1,0 +1,154 @@
+"""The evaluation stage by hand: `spacemoc latents`, `classifier`, `bgsub`, `evaluate`,
+`aggregate`, `summary` and `plots` (the same functions the workflow's rules call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "latents",
+        help="encode a dataset split with a trained model (z_pres, z_where, z_what, labels)",
+        description=_latents.__doc__,
+    )
+    p.add_argument("--model", required=True, type=Path, help="model.pt (or a reference .pth)")
+    p.add_argument("--data", required=True, type=Path, help="dataset split, e.g. test.h5")
+    p.add_argument("--out", required=True, type=Path, help="latents HDF5 file to write")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per batch (default 16)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.set_defaults(func=_latents)
+
+    p = subparsers.add_parser(
+        "classifier",
+        help="fit the z_what -> label classifier on validation latents",
+        description=_classifier.__doc__,
+    )
+    p.add_argument("--latents", required=True, type=Path, help="validation latents HDF5")
+    p.add_argument("--out", required=True, type=Path, help="classifier.npz (pickle-free)")
+    p.add_argument("--joblib", type=Path, help="also write the scikit-learn estimator here")
+    p.add_argument("--labels-csv", type=Path, help="also write the label mapping CSV here")
+    p.add_argument("--kind", default="nn", help="nn (k-means + 1-NN, default) or ridge")
+    p.add_argument("--shots", type=int, default=16, help="ridge: labelled objects per class")
+    p.add_argument("--seed", type=int, default=0, help="k-means / sampling seed (default 0)")
+    p.add_argument("--game", help="refuse latents of another game")
+    p.set_defaults(func=_classifier)
+
+    p = subparsers.add_parser(
+        "bgsub",
+        help="detection metrics of the background-subtraction baseline on a split",
+        description=_bgsub.__doc__,
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset split, e.g. test.h5")
+    p.add_argument("--background", required=True, type=Path, help="background.npy of the game")
+    p.add_argument("--out", required=True, type=Path, help="CSV with the metrics columns")
+    p.set_defaults(func=_bgsub)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="all metrics of one trained model -> metrics.csv",
+        description=_evaluate.__doc__,
+    )
+    p.add_argument("--latents", required=True, type=Path, help="test latents HDF5")
+    p.add_argument("--data", required=True, type=Path, help="the test split they were made from")
+    p.add_argument("--classifier", required=True, type=Path, help="classifier.npz")
+    p.add_argument("--out", required=True, type=Path, help="metrics.csv to write")
+    p.add_argument("--seed", default="0", help="training seed written in the seed column")
+    p.add_argument("--model", type=Path, help="check the latents were made by this model")
+    p.add_argument("--baseline", type=Path, help="bgsub CSV to append (spacemoc bgsub)")
+    p.add_argument("--tracking", type=Path, help="tracking CSV (mota, idf1) of this model")
+    p.add_argument("--few-shot", default="1,4,16,64", help="labelled objects per class")
+    p.add_argument("--eval-seed", type=int, default=0, help="split / k-means seed (default 0)")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "aggregate", help="per-seed metrics.csv files -> eval.csv", description=_aggregate.__doc__
+    )
+    p.add_argument("metrics", nargs="+", type=Path, help="metrics.csv of each seed")
+    p.add_argument("--out", required=True, type=Path, help="eval.csv to write")
+    p.add_argument("--baseline", type=Path, help="bgsub CSV (default: rows in the first file)")
+    p.set_defaults(func=_aggregate)
+
+    p = subparsers.add_parser(
+        "summary", help="eval.csv of several games -> one table", description=_summary.__doc__
+    )
+    p.add_argument("evals", nargs="+", type=Path, help="eval.csv of each game")
+    p.add_argument("--out", required=True, type=Path, help="summary.csv to write")
+    p.set_defaults(func=_summary)
+
+    p = subparsers.add_parser(
+        "plots", help="figures of one trained model", description=_plots.__doc__
+    )
+    p.add_argument("--latents", required=True, type=Path, help="test latents HDF5")
+    p.add_argument("--data", required=True, type=Path, help="the test split")
+    p.add_argument("--classifier", required=True, type=Path, help="classifier.npz")
+    p.add_argument("--curves", required=True, type=Path, help="train_curves.csv")
+    p.add_argument("--out", required=True, type=Path, help="folder for the PNG files")
+    p.add_argument("--frames", type=int, default=8, help="test frames to draw (default 8)")
+    p.set_defaults(func=_plots)
+
+
+def _latents(args) -> None:
+    """Run a trained model deterministically over every frame of a split and store, per cell,
+    z_pres_prob, z_where, z_what and the label of the ground-truth object it matches (-1: none)."""
+    from spacemoc.latents import compute_latents
+
+    print(compute_latents(args.model, args.data, args.out, batch_size=args.batch_size,
+                          device=args.device, threads=args.threads))  # fmt: skip
+
+
+def _classifier(args) -> None:
+    """Fit the z_what classifier on the relevant objects of validation latents: k-means with
+    centroid labelling and 1-NN (nn) or a few-shot ridge classifier (ridge)."""
+    from spacemoc.classifier import train_classifier
+
+    clf = train_classifier(args.latents, args.out, args.joblib, args.labels_csv, kind=args.kind,
+                           seed=args.seed, shots=args.shots, game=args.game)  # fmt: skip
+    print(f"wrote {args.out} ({clf.kind}, game {clf.game})")
+
+
+def _bgsub(args) -> None:
+    """Background-subtraction detection on a split, scored with the same detection metrics."""
+    from spacemoc.evaluate import run_bgsub
+
+    for row in run_bgsub(args.data, args.background, args.out):
+        print(row["subset"], {k: round(row[k], 4) for k in ("precision", "recall", "f_score")})
+
+
+def _evaluate(args) -> None:
+    """Detection, encoding, classifier and joint metrics of one model on the test split (rows for
+    the subsets all and relevant), plus the baseline rows when given."""
+    from spacemoc.evaluate import evaluate
+
+    few_shot = [int(k) for k in args.few_shot.split(",") if k]
+    evaluate(args.latents, args.data, args.classifier, args.out, seed=args.seed,
+             model_path=args.model, baseline_path=args.baseline, tracking_path=args.tracking,
+             few_shot=few_shot, eval_seed=args.eval_seed)  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+def _aggregate(args) -> None:
+    """Per-seed rows plus mean and std rows per subset, then the baseline rows."""
+    from spacemoc.evaluate import aggregate
+
+    aggregate(args.metrics, args.out, baseline_path=args.baseline)
+    print(f"wrote {args.out}")
+
+
+def _summary(args) -> None:
+    """Concatenate the eval.csv tables of several games."""
+    from spacemoc.evaluate import summary
+
+    summary(args.evals, args.out)
+    print(f"wrote {args.out}")
+
+
+def _plots(args) -> None:
+    """Detections on test frames, precision-recall curves, z_what PCA, training curves and the
+    detection + classification confusion matrix."""
+    from spacemoc.plots import make_plots
+
+    for path in make_plots(args.latents, args.data, args.classifier, args.curves, args.out,
+                           n_frames=args.frames).values():  # fmt: skip
+        print(f"wrote {path}")

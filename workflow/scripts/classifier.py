@@ -1,0 +1,15 @@
+"""Rule `classifier`: unpack Snakemake's arguments and call spacemoc.classifier.train_classifier."""
+
+from spacemoc.classifier import train_classifier
+from spacemoc.logs import log_to
+
+with log_to(snakemake.log[0]):
+    train_classifier(
+        snakemake.input.latents,
+        snakemake.output.npz,
+        snakemake.output.joblib,
+        snakemake.output.labels,
+        kind=snakemake.params.kind,
+        seed=snakemake.params.seed,
+        game=snakemake.wildcards.game,
+    )

@@ -1,0 +1,19 @@
+"""Rule `evaluate`: unpack Snakemake's arguments and call spacemoc.evaluate.evaluate."""
+
+from spacemoc.evaluate import evaluate
+from spacemoc.logs import log_to
+
+with log_to(snakemake.log[0]):
+    evaluate(
+        snakemake.input.latents,
+        snakemake.input.data,
+        snakemake.input.classifier,
+        snakemake.output[0],
+        seed=snakemake.wildcards.seed,
+        model_path=snakemake.input.model,
+        baseline_path=snakemake.input.baseline,
+        # Optional: the tracking stage's CSV (mota, idf1) when the rule lists it.
+        tracking_path=snakemake.input.get("tracking"),
+        few_shot=snakemake.params.few_shot,
+        eval_seed=snakemake.params.seed,
+    )
