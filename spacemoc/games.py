@@ -160,21 +160,21 @@ GAMES: dict[str, Game] = {
             _WIDE,
             min_y_max=0.1,
         ),
-        # The reference has no relevant area for the next four games; measured from ground-truth
-        # extents (see docs/data.md). TODO(data stage): replace the whole-frame placeholders.
+        # The reference has no relevant area for the next four games: measured from the extents
+        # of the relevant ground-truth boxes over 1024 random-play frames (docs/data.md).
         _game(
             "spaceinvaders",
             "SpaceInvaders",
             ["Alien", "Bullet", "Lives", "P1Score", "P2Score", "Player", "Satellite", "Shield"],
             ["Alien", "Bullet", "Player", "Satellite", "Shield"],
-            _WIDE,
+            (0.05, 0.05, 1.05, 1.05),
         ),
         _game(
             "mspacman",
             "MsPacman",
             ["Fruit", "Ghost", "Life", "Pill", "Player", "PowerPill", "Score"],
             ["Fruit", "Ghost", "Pill", "Player", "PowerPill"],
-            _WIDE,
+            (0.03, -0.05, 0.97, 0.81),
         ),
         _game(
             "carnival",
@@ -187,7 +187,7 @@ GAMES: dict[str, Game] = {
                 "Duck", "ExtraBullets", "FlyingDuck", "Owl", "Player", "PlayerMissile",
                 "Rabbit", "Wheel",
             ],
-            _WIDE,
+            (-0.05, 0.07, 1.05, 0.95),
         ),
         _game(
             "riverraid",
@@ -200,7 +200,7 @@ GAMES: dict[str, Game] = {
                 "Bridge", "FuelDepot", "Helicopter", "House", "Jet", "Player",
                 "PlayerMissile", "Tanker",
             ],
-            _WIDE,
+            (0.04, -0.05, 1.05, 0.78),
         ),
     ]
 }

@@ -47,7 +47,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
     kept = 0
     with tqdm(total=n_frames, desc=f"background {spec.name}") as progress:
         while kept < n_frames:
-            obs, over = step(env, agent.act())
+            obs, over, _ = step(env, agent.act())
             if over:
                 env.reset()
                 random_steps(env, agent, WARMUP_STEPS)

@@ -48,17 +48,32 @@ class RandomAgent:
         return int(self.rng.integers(self.n_actions))
 
 
+def fit_frame(obs: np.ndarray) -> np.ndarray:
+    """Crop a raw frame to 210x160: Carnival's screen is 214 rows, its last 4 carry no objects."""
+    return obs[:FRAME_HEIGHT] if obs.shape[0] > FRAME_HEIGHT else obs
+
+
 def step(env, action: int):
-    """Step and report (frame, episode_over). OCAtari swaps truncated/terminated; either ends it."""
-    obs, _reward, flag_a, flag_b, _info = env.step(action)
-    return obs, bool(flag_a or flag_b)
+    """Step; returns (frame, episode_over, objects_ok).
+
+    OCAtari swaps truncated/terminated; either ends the episode. ``objects_ok`` is False when
+    OCAtari's RAM extraction failed on this step (ocatari 2.1.0's Riverraid raises TypeError for
+    some object types, ~0.4% of steps): the emulator has stepped but ``env.objects`` is stale, so
+    the caller drops the frame's window.
+    """
+    try:
+        obs, _reward, flag_a, flag_b, _info = env.step(action)
+    except TypeError:
+        ale = env.unwrapped.ale if hasattr(env, "unwrapped") else env._ale
+        return fit_frame(ale.getScreenRGB()), bool(ale.game_over()), False
+    return fit_frame(obs), bool(flag_a or flag_b), True
 
 
 def random_steps(env, agent: RandomAgent, n: int):
     """Take ``n`` random actions; on episode end reset without a seed (the env RNG continues)."""
     obs = None
     for _ in range(n):
-        obs, over = step(env, agent.act())
+        obs, over, _ = step(env, agent.act())
         if over:
             obs, _ = env.reset()
     return obs

@@ -29,8 +29,9 @@ MOTION_SIZE = 128
 # (spec §1.6.1): RGB -> pixel count used instead of the count in the background image.
 _COLOUR_COUNT_OVERRIDES = {
     "pong": {(236, 236, 236): 8},  # white ball and walls
-    # The reference's code 3497752 in its (effective) base 255.
-    "riverraid": {(172, 201, 53): 20000},
+    # The reference's code 3497752 is the river bank green (53, 95, 24) in base 256 with the
+    # channels reversed; in its effective base 255 it matched no colour at all.
+    "riverraid": {(53, 95, 24): 20000},
 }
 _CLOSING_KERNEL = np.ones((3, 3), np.uint8)
 
@@ -51,17 +52,23 @@ def _normalise(delta: np.ndarray) -> np.ndarray:
 
 def difference_map(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
     """max over channels |frame - background|, normalised to [0,1]: (H,W,3) uint8 -> (H,W) f32."""
-    delta = cv2.absdiff(frame, background).max(axis=2)
+    diff = cv2.absdiff(frame, background)
+    delta = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
     return _normalise(delta)
 
 
 def flow_map(previous: np.ndarray | None, frame: np.ndarray) -> np.ndarray:
-    """Optical-flow magnitude from ``previous`` to ``frame`` (RGB uint8), normalised to [0,1]."""
+    """Optical-flow magnitude between ``previous`` and ``frame`` (RGB uint8), normalised to [0,1].
+
+    The flow is computed from ``frame`` back to ``previous`` so that it is defined at the pixels
+    where the objects are now. A small window (5) keeps small fast objects such as Pong's ball
+    (measured on Pong: the default window 15 finds a motion box on 4% of ball frames, 5: 72%).
+    """
     if previous is None:
         return np.zeros(frame.shape[:2], np.float32)
-    a = cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY)
-    b = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    now = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    before = cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(now, before, None, 0.5, 3, 5, 3, 5, 1.1, 0)
     return _normalise(np.hypot(flow[..., 0], flow[..., 1]))
 
 
@@ -138,16 +145,16 @@ class ColourScore:
 
 
 class _BoxScore:
-    """Sum of pixel scores over a box in O(1) via an integral image."""
+    """Sum of pixel scores over sub-boxes of one box in O(1) via an integral image of the box."""
 
-    def __init__(self, pixel_scores: np.ndarray):
-        self.ii = np.zeros((pixel_scores.shape[0] + 1, pixel_scores.shape[1] + 1))
-        self.ii[1:, 1:] = pixel_scores.cumsum(0).cumsum(1)
+    def __init__(self, colours: ColourScore, frame: np.ndarray, x: int, y: int, w: int, h: int):
+        self.x, self.y = x, y
+        self.ii = cv2.integral(colours.pixel_scores(frame[y : y + h, x : x + w]))
 
     def __call__(self, x: int, y: int, w: int, h: int) -> float:
         if w < 1 or h < 1:
             return 0.0
-        ii = self.ii
+        ii, x, y = self.ii, x - self.x, y - self.y
         return float(ii[y + h, x + w] - ii[y, x + w] - ii[y + h, x] + ii[y, x])
 
 
@@ -196,13 +203,12 @@ def motion_boxes(
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _CLOSING_KERNEL)[1:-1, 1:-1]
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    score = _BoxScore(colours.pixel_scores(frame)) if colours is not None else None
     height, width = delta.shape
     boxes = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
-        if score is not None:
-            refined = refine_box(score, x, y, w, h)
+        if colours is not None:
+            refined = refine_box(_BoxScore(colours, frame, x, y, w, h), x, y, w, h)
             if refined is None:
                 continue
             x, y, w, h = refined
