@@ -361,31 +361,85 @@ class Detector:
             out.extend(self._detect_images(images[start : start + self.batch_size]))
         return out
 
-    def _detect_images(self, images: np.ndarray) -> list[list[Detection]]:
+    def model_input(self, images: np.ndarray):
+        """(B,128,128,3) uint8 RGB -> the model's input: float (B,3,128,128) in [0,1], in the
+        checkpoint's channel order, on the detector's device."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         if self.channel_order == "bgr":
             x = x.flip(-1)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B,3,128,128) in [0,1]
-        with torch.inference_mode():
+        return x.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+    def _cells(self, x):
+        """Presence and boxes of every cell, then z_what of the cells kept as detections.
+
+        Returns prob (B,N) numpy, (b_idx, c_idx) of the kept cells, their normalised boxes
+        (M,4) [x_min, y_min, x_max, y_max] and z_what (M,D) numpy. For a spacemoc `Space` only the
+        glimpses of kept cells (present and, with hud=False, inside the relevant area) are
+        encoded; the reference encoded all 256 cells of every frame.
+        """
+        import torch
+
+        fg = getattr(self.model, "fg_module", None)
+        fast = fg is not None and hasattr(fg, "img_encoder") and hasattr(fg, "z_what_net")
+        if fast:
+            post = fg.img_encoder(x)
+            prob_t = torch.sigmoid(post["z_pres_logits"]).squeeze(-1)  # (B,N)
+            where_t = torch.cat(
+                (
+                    torch.sigmoid(post["z_scale_loc"]),
+                    fg.img_encoder.shift_to_centre(post["z_shift_loc"]),
+                ),
+                dim=-1,
+            )  # (B,N,4)
+        else:  # any model with the documented infer()
             out = self.model.infer(x, present_only=True, threshold=self.threshold)
-        prob = out["z_pres_prob"].float().cpu().numpy()  # (B,N)
-        present = prob > self.threshold
-        b_idx, c_idx = np.nonzero(present)
-        if len(b_idx) == 0:
-            return [[] for _ in range(len(images))]
-        where = out["z_where"].float()[torch.from_numpy(b_idx), torch.from_numpy(c_idx)]
-        z_what = out["z_what"].float()[torch.from_numpy(b_idx), torch.from_numpy(c_idx)]
-        boxes = cells_to_boxes(where.cpu().numpy().astype(np.float64))  # (M,4) normalised
-        z_what = z_what.cpu().numpy()
+            prob_t, where_t = out["z_pres_prob"], out["z_where"]
+        prob = prob_t.float().cpu().numpy()
+        b_idx, c_idx = np.nonzero(prob > self.threshold)
+        where = where_t.float()[
+            torch.from_numpy(b_idx).to(x.device), torch.from_numpy(c_idx).to(x.device)
+        ]
+        boxes = cells_to_boxes(where.cpu().numpy().astype(np.float64))  # (M,4)
         if not self.hud:
             keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
-            b_idx, c_idx, boxes, z_what = b_idx[keep], c_idx[keep], boxes[keep], z_what[keep]
-        label_idx = np.asarray(self.classifier.predict(z_what)) if len(z_what) else []
+            b_idx, c_idx, boxes, where = (
+                b_idx[keep],
+                c_idx[keep],
+                boxes[keep],
+                where[torch.from_numpy(keep).to(x.device)],
+            )
+        if len(b_idx) == 0:
+            z_what = np.zeros((0, 0), np.float32)
+        elif fast:
+            from spacemoc.model.glimpse import extract_glimpses_at
+
+            size = self.model.config.glimpse_size
+            glimpses = extract_glimpses_at(
+                x[:, :3], torch.from_numpy(b_idx).to(x.device), where, size
+            )
+            z_what = fg.z_what_net.mean(glimpses).float().cpu().numpy()
+        else:
+            z_what = (
+                out["z_what"][torch.from_numpy(b_idx), torch.from_numpy(c_idx)]
+                .float()
+                .cpu()
+                .numpy()
+            )
+        return prob, b_idx, c_idx, boxes, z_what
+
+    def _detect_images(self, images: np.ndarray) -> list[list[Detection]]:
+        import torch
+
+        with torch.inference_mode():
+            prob, b_idx, c_idx, boxes, z_what = self._cells(self.model_input(images))
+        result: list[list[Detection]] = [[] for _ in range(len(images))]
+        if len(b_idx) == 0:
+            return result
+        label_idx = np.asarray(self.classifier.predict(z_what))
         scores = prob[b_idx, c_idx]
         px = boxes * np.array([FRAME_WIDTH, FRAME_HEIGHT, FRAME_WIDTH, FRAME_HEIGHT])
-        result: list[list[Detection]] = [[] for _ in range(len(images))]
         for k in range(len(b_idx)):
             x0, y0, x1, y1 = px[k]
             result[b_idx[k]].append(
