@@ -261,3 +261,24 @@ def test_plots_are_written(stage, tmp_path):
     )
     for path in outputs.values():
         assert path.stat().st_size > 1000, path
+
+
+def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    REPO = Path(__file__).resolve().parents[1]  # noqa: N806
+    extra = tmp_path / "three.yaml"
+    extra.write_text("games: [pong, boxing, skiing]\nseeds: [0, 1]\n")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path / "wd"), "--configfile", str(REPO / "config" / "test.yaml"),
+           str(extra), "--cores", "2", "-n", "--", "results/summary.csv"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout + result.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats.split("Job stats:")[1], re.M))
+    assert {k: int(v) for k, v in counts.items()} == {
+        "background": 3, "dataset": 9, "bgsub": 3, "train": 6, "latents": 12, "classifier": 6,
+        "evaluate": 6, "aggregate": 3, "summary": 1, "total": 49}  # fmt: skip
