@@ -1,0 +1,47 @@
+"""The game table against the installed OCAtari, and its lookups."""
+
+import importlib
+
+import pytest
+
+from spacemoc.games import GAMES, check_split, get_game
+
+
+@pytest.mark.parametrize("name", sorted(GAMES))
+def test_labels_match_installed_ocatari(name):
+    game = GAMES[name]
+    ram = importlib.import_module(f"ocatari.ram.{name}")
+    hud = set(ram.MAX_NB_OBJECTS_HUD) - {"NoObject"}  # placeholders are never ground truth
+    moving = set(ram.MAX_NB_OBJECTS) - {"NoObject"}
+    assert game.labels == ("no_label", *sorted(hud))
+    assert set(game.relevant) == moving
+    assert game.env_id == f"ALE/{game.env_id.split('/')[1].split('-')[0]}-v5"
+
+
+@pytest.mark.parametrize("name", sorted(GAMES))
+def test_relevant_area_is_a_box(name):
+    lo_x, lo_y, hi_x, hi_y = GAMES[name].relevant_area
+    assert -0.05 <= lo_x < hi_x <= 1.10
+    assert -0.05 <= lo_y < hi_y <= 1.10
+
+
+def test_measured_areas_replace_the_whole_frame_placeholder():
+    whole = (-0.05, -0.05, 1.05, 1.05)
+    for name in ("spaceinvaders", "mspacman", "carnival", "riverraid"):
+        assert GAMES[name].relevant_area != whole
+    # MsPacman: the maze is relevant, the lives and score strip at the bottom is not.
+    pac = get_game("mspacman")
+    assert pac.in_relevant_area(0.5, 0.5, 0.55, 0.55)
+    assert not pac.in_relevant_area(0.1, 0.88, 0.2, 0.95)
+
+
+def test_get_game_normalises_and_rejects():
+    assert get_game("ALE/Pong-v5").name == "pong"
+    assert get_game("Space_Invaders").name == "spaceinvaders"
+    with pytest.raises(ValueError, match="unknown game 'pacman'.*mspacman.*pong"):
+        get_game("pacman")
+
+
+def test_check_split_names_valid_splits():
+    with pytest.raises(ValueError, match="valid splits: train, validation, test"):
+        check_split("val")
