@@ -26,10 +26,28 @@ from pathlib import Path
 import numpy as np
 
 COLUMNS = (
-    "game", "model", "seed", "subset", "precision", "recall", "f_score", "ap_avg", "ap_0.5",
-    "count_accuracy", "few_shot_1", "few_shot_4", "few_shot_16", "few_shot_64",
-    "cluster_nn_accuracy", "ami", "ari", "classifier_accuracy", "joint_f1", "mota", "idf1",
-)  # fmt: skip
+    "game",
+    "model",
+    "seed",
+    "subset",
+    "precision",
+    "recall",
+    "f_score",
+    "ap_avg",
+    "ap_0.5",
+    "count_accuracy",
+    "few_shot_1",
+    "few_shot_4",
+    "few_shot_16",
+    "few_shot_64",
+    "cluster_nn_accuracy",
+    "ami",
+    "ari",
+    "classifier_accuracy",
+    "joint_f1",
+    "mota",
+    "idf1",
+)
 KEY_COLUMNS = COLUMNS[:4]
 VALUE_COLUMNS = COLUMNS[4:]
 SUBSETS = ("all", "relevant")

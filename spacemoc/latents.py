@@ -3,7 +3,8 @@
 ``results/{game}/seed{seed}/latents/{split}.h5`` holds, for every frame of the split,
 
 * ``z_pres_prob`` (N,T,G*G) float32, ``z_where`` (N,T,G*G,4) float32 = [sx, sy, cx, cy]
-  (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means;
+  (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means (z_what of
+  absent cells is 0 unless ``all_cells``: attribute ``z_what_all_cells``);
 * ``label`` (N,T,G*G) int16: for a *present* cell (z_pres_prob > 0.5) the label index of the
   ground-truth object it matches, -1 when it matches none (and for absent cells);
 * ``gt_index`` (N,T,G*G) int32: the matched object's row among that frame's objects, or -1.
@@ -21,6 +22,7 @@ model, game or split.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,12 +107,15 @@ def compute_latents(
     device: str = "auto",
     threads: int | None = None,
     model=None,
+    all_cells: bool = False,
 ) -> Path:
     """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
 
     ``model``: an already loaded model (anything with ``infer``, ``game``, ``labels``,
     ``channel_order``, ``config.G``); by default ``spacemoc.model.load_checkpoint(model_path)``.
-    ``batch_size`` counts samples (each of T frames).
+    ``batch_size`` counts samples (each of T frames). Unless ``all_cells``, z_what is encoded
+    only for present cells (zero elsewhere): the glimpse encoder is most of the inference time
+    and the metrics use present cells only.
     """
     import torch
     from tqdm import tqdm
@@ -143,6 +148,9 @@ def compute_latents(
     if n == 0:
         raise ValueError(f"{data_path} holds no samples: nothing to encode")
     objects = read_objects(data_path)
+    infer_kwargs = {}
+    if not all_cells and "present_only" in inspect.signature(model.infer).parameters:
+        infer_kwargs = {"present_only": True, "threshold": PRESENT}
     cells = model.config.G**2
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +167,7 @@ def compute_latents(
                     images = images.flip(2)
                 images = images.reshape(-1, *images.shape[2:]).to(device)  # (b*T,3,128,128)
                 with torch.no_grad():
-                    out = model.infer(images)
+                    out = model.infer(images, **infer_kwargs)
                 prob = _to_numpy(out["z_pres_prob"]).reshape(stop - start, t, cells)
                 where = _to_numpy(out["z_where"]).reshape(stop - start, t, cells, 4)
                 what = _to_numpy(out["z_what"]).reshape(stop - start, t, cells, -1)
@@ -195,6 +203,7 @@ def compute_latents(
                 model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
                 data_path=str(data_path),
                 present_threshold=PRESENT,
+                z_what_all_cells=bool(all_cells or not infer_kwargs),
             )
         os.replace(tmp, out_path)
     finally:

@@ -38,8 +38,9 @@ def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path,
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, p, pl, g, gl in zip(axes.flat, frames, pred, pred_labels, gt, gt_labels,
-                                       strict=False):  # fmt: skip
+    for ax, image, p, pl, g, gl in zip(
+        axes.flat, frames, pred, pred_labels, gt, gt_labels, strict=False
+    ):
         ax.imshow(image, extent=(0, 160, 210, 0), aspect="auto", interpolation="nearest")
         for (x, y, w, h), label in zip(np.asarray(g)[:, :4], gl, strict=True):
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="lime", lw=1))
@@ -156,11 +157,15 @@ def make_plots(
         frames = [f["frames"][i][0] for i in samples]
     idx = [i * t for i in samples]
     out["detections"] = plot_detections(
-        frames, [pred[i] for i in idx],
+        frames,
+        [pred[i] for i in idx],
         [clf.predict(z[i]) if len(z[i]) else [] for i in idx],
-        [gt_boxes[i] for i in idx], [gt_labels[i] for i in idx], names,
-        out_dir / "detections.png", title=f"{game.name}: predictions (red), ground truth (green)",
-    )  # fmt: skip
+        [gt_boxes[i] for i in idx],
+        [gt_labels[i] for i in idx],
+        names,
+        out_dir / "detections.png",
+        title=f"{game.name}: predictions (red), ground truth (green)",
+    )
 
     rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, game)
     curves = {}
@@ -182,6 +187,9 @@ def make_plots(
     matrix = joint["confusion"][np.ix_(keep, keep)]
     tick_names = [names[i] for i in game.relevant_indices] + ["not an object", "not detected"]
     out["confusion"] = plot_confusion(
-        matrix, tick_names, out_dir / "confusion.png",
-        title=f"{game.name}: joint F1 {joint['f1']:.3f}")  # fmt: skip
+        matrix,
+        tick_names,
+        out_dir / "confusion.png",
+        title=f"{game.name}: joint F1 {joint['f1']:.3f}",
+    )
     return out

@@ -282,3 +282,25 @@ def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):
     assert {k: int(v) for k, v in counts.items()} == {
         "background": 3, "dataset": 9, "bgsub": 3, "train": 6, "latents": 12, "classifier": 6,
         "evaluate": 6, "aggregate": 3, "summary": 1, "total": 49}  # fmt: skip
+
+
+def test_latents_of_a_real_checkpoint(tmp_path):
+    """The model stage's checkpoint format and infer() plug into compute_latents."""
+    import torch
+
+    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    model = Space(SpaceConfig(G=4))
+    path = save_checkpoint(tmp_path / "model.pt", model, game="pong",
+                           labels=list(get_game("pong").labels), step=3)  # fmt: skip
+    data = make_dataset(tmp_path / "test.h5", n=2)
+    out = compute_latents(path, data, tmp_path / "latents.h5", device="cpu", threads=1)
+    lat = load_latents(out, game="pong", model_path=path, data_path=data)
+    assert lat.z_pres_prob.shape == (2, 2, 16)
+    assert lat.z_what.shape[:3] == (2, 2, 16) and lat.attrs["model_step"] == 3
+    assert ((lat.z_pres_prob >= 0) & (lat.z_pres_prob <= 1)).all()
+    # Labels only on present cells; z_what of absent cells is not encoded.
+    assert (lat.label[~lat.present] == -1).all()
+    assert (lat.z_what[~lat.present] == 0).all()

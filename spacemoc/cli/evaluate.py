@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="samples per batch (default 16)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument(
+        "--all-cells", action="store_true", help="encode z_what of absent cells too (slower)"
+    )
     p.set_defaults(func=_latents)
 
     p = subparsers.add_parser(
@@ -94,8 +97,17 @@ def _latents(args) -> None:
     z_pres_prob, z_where, z_what and the label of the ground-truth object it matches (-1: none)."""
     from spacemoc.latents import compute_latents
 
-    print(compute_latents(args.model, args.data, args.out, batch_size=args.batch_size,
-                          device=args.device, threads=args.threads))  # fmt: skip
+    print(
+        compute_latents(
+            args.model,
+            args.data,
+            args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            threads=args.threads,
+            all_cells=args.all_cells,
+        )
+    )
 
 
 def _classifier(args) -> None:
@@ -103,8 +115,16 @@ def _classifier(args) -> None:
     centroid labelling and 1-NN (nn) or a few-shot ridge classifier (ridge)."""
     from spacemoc.classifier import train_classifier
 
-    clf = train_classifier(args.latents, args.out, args.joblib, args.labels_csv, kind=args.kind,
-                           seed=args.seed, shots=args.shots, game=args.game)  # fmt: skip
+    clf = train_classifier(
+        args.latents,
+        args.out,
+        args.joblib,
+        args.labels_csv,
+        kind=args.kind,
+        seed=args.seed,
+        shots=args.shots,
+        game=args.game,
+    )
     print(f"wrote {args.out} ({clf.kind}, game {clf.game})")
 
 
@@ -122,9 +142,18 @@ def _evaluate(args) -> None:
     from spacemoc.evaluate import evaluate
 
     few_shot = [int(k) for k in args.few_shot.split(",") if k]
-    evaluate(args.latents, args.data, args.classifier, args.out, seed=args.seed,
-             model_path=args.model, baseline_path=args.baseline, tracking_path=args.tracking,
-             few_shot=few_shot, eval_seed=args.eval_seed)  # fmt: skip
+    evaluate(
+        args.latents,
+        args.data,
+        args.classifier,
+        args.out,
+        seed=args.seed,
+        model_path=args.model,
+        baseline_path=args.baseline,
+        tracking_path=args.tracking,
+        few_shot=few_shot,
+        eval_seed=args.eval_seed,
+    )
     print(f"wrote {args.out}")
 
 
@@ -149,6 +178,7 @@ def _plots(args) -> None:
     detection + classification confusion matrix."""
     from spacemoc.plots import make_plots
 
-    for path in make_plots(args.latents, args.data, args.classifier, args.curves, args.out,
-                           n_frames=args.frames).values():  # fmt: skip
+    for path in make_plots(
+        args.latents, args.data, args.classifier, args.curves, args.out, n_frames=args.frames
+    ).values():
         print(f"wrote {path}")
