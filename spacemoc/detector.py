@@ -510,8 +510,8 @@ def _load_reference_classifier(folder: Path, game: str | None, trust: bool):
         )
     if not trust:
         raise ValueError(
-            f"{found} is a pickle: loading it can run arbitrary code. Pass trust=True to "
-            f"Detector.load if you trust its source"
+            f"{found} is a pickle: loading it can run arbitrary code. Pass trust=True (CLI: "
+            f"--trust) if you trust its source"
         )
     from spacemoc.classifier import load_joblib
 

@@ -112,6 +112,7 @@ class DetectedObjects(gym.Wrapper):
         self.tracker = tracker if tracker is not None else Tracker()
         self.objects: list[DetectedObject] = []
         self.frame: np.ndarray | None = None  # the last raw RGB frame (210,160,3)
+        self.detections = []  # the detector's output on it (before tracking)
         self._last_xy: dict[int, tuple[int, int]] = {}
 
     @property
@@ -142,7 +143,8 @@ class DetectedObjects(gym.Wrapper):
     def _observe(self) -> None:
         frame = self.env.unwrapped.ale.getScreenRGB()  # raw frame whatever the obs type
         self.frame = frame
-        tracks = self.tracker.update(self.detector.detect(frame))
+        self.detections = self.detector.detect(frame)
+        tracks = self.tracker.update(self.detections)
         objects, last = [], {}
         for t in tracks:
             obj = DetectedObject(

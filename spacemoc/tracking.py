@@ -314,28 +314,38 @@ def _gt_frames(rows, game, n_frames: int):
 
 def evaluate_tracking(
     tracking_h5,
-    run_dir,
+    model,
     out_csv,
     *,
+    classifier=None,
     device=None,
+    threads: int | None = None,
     max_missed: int = 3,
     max_distance: float = 20.0,
+    appearance_weight: float = 0.3,
     max_sequences: int | None = None,
 ) -> dict[str, float]:
-    """Detector + tracker on the tracking split; writes `mota,idf1,...` to `out_csv`.
+    """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
 
-    `run_dir`: a training run (`model.pt` + classifier) or anything `Detector.load` accepts.
-    Returns the metrics dict (fractions; MOTA can be negative).
+    `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
+    `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts. Ground truth:
+    OCAtari's relevant objects inside the game's relevant area (the `relevant` subset).
+    Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
     """
     import h5py
+    import torch
     from tqdm import tqdm
 
     from spacemoc.data import read_table
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
 
-    detector = Detector.load(run_dir, device=device)
-    tracker = Tracker(max_missed=max_missed, max_distance=max_distance)
+    if threads:
+        torch.set_num_threads(int(threads))
+    detector = Detector.load(model, device=device, classifier=classifier)
+    tracker = Tracker(
+        max_missed=max_missed, max_distance=max_distance, appearance_weight=appearance_weight
+    )
     objects = read_table(tracking_h5, "objects")
     with h5py.File(tracking_h5, "r") as f:
         ds = f["frames"]
@@ -356,11 +366,11 @@ def evaluate_tracking(
             gt = _gt_frames(objects[i], game, len(hyp))
             sequences.append(list(zip(gt, hyp, strict=True)))
     metrics = mot_metrics(sequences)
-    write_metrics_csv(out_csv, metrics)
+    write_metrics_csv(out_csv, {"subset": "relevant", **metrics})
     return metrics
 
 
-def write_metrics_csv(path, metrics: dict[str, float]) -> None:
+def write_metrics_csv(path, metrics: dict) -> None:
     """One-row CSV, written to a temporary name and renamed when complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,5 +378,5 @@ def write_metrics_csv(path, metrics: dict[str, float]) -> None:
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(metrics))
         w.writeheader()
-        w.writerow({k: f"{v:.6g}" for k, v in metrics.items()})
+        w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in metrics.items()})
     os.replace(tmp, path)

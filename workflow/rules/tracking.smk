@@ -1,1 +1,24 @@
-# Rules of the tracking stage.
+# Rules of the tracking stage: detector + tracker on the long consecutive sequences of the
+# tracking split -> MOTA and IDF1 (docs/tracking.md). The evaluate rule reads the CSV into the
+# mota and idf1 columns of metrics.csv.
+
+
+rule tracking:
+    input:
+        model="results/{game}/seed{seed}/model.pt",
+        classifier="results/{game}/seed{seed}/classifier.npz",
+        data="results/{game}/data/tracking.h5",
+    output:
+        "results/{game}/seed{seed}/tracking.csv",
+    log:
+        "logs/{game}/tracking_seed{seed}.log",
+    benchmark:
+        "results/{game}/benchmarks/tracking_seed{seed}.tsv"
+    threads: config["threads"]
+    params:
+        device=config["train"].get("device", "auto"),
+        # Tracker settings (max_missed, max_distance, appearance_weight): library defaults
+        # unless the config has a `tracking` section.
+        tracker=config.get("tracking", {}),
+    script:
+        "../scripts/tracking.py"

@@ -1,0 +1,15 @@
+"""Rule `tracking`: unpack Snakemake's arguments and call spacemoc.tracking.evaluate_tracking."""
+
+from spacemoc.logs import log_to
+from spacemoc.tracking import evaluate_tracking
+
+with log_to(snakemake.log[0]):
+    evaluate_tracking(
+        snakemake.input.data,
+        snakemake.input.model,
+        snakemake.output[0],
+        classifier=snakemake.input.classifier,
+        device=snakemake.params.device,
+        threads=snakemake.threads,
+        **snakemake.params.tracker,
+    )
