@@ -6,7 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from spacemoc.data.writer import split_rows
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
@@ -40,28 +40,39 @@ def show(data_path: str | Path, out_path: str | Path, samples: int = 4) -> Path:
     header = 20
     canvas = Image.new("RGB", (T * (w + GAP) - GAP, header + len(picked) * (h + GAP)), "white")
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
     legend = f"{title}   green: ground truth (label)   magenta: motion boxes"
-    draw.text((4, 4), legend, fill=(0, 0, 0))
+    draw.text((4, 3), legend, fill=(0, 0, 0), font=font)
     for row, sample in enumerate(picked):
         for t in range(T):
             left, top = t * (w + GAP), header + row * (h + GAP)
             canvas.paste(Image.fromarray(frames[row][t]).resize((w, h), Image.NEAREST), (left, top))
-            for box in found[sample][t]:
-                _rect(draw, box, left, top, MOTION_COLOUR)
+            for box in found[sample][t]:  # drawn 2 px outside, so boxes equal to GT stay visible
+                _rect(draw, box, left, top, MOTION_COLOUR, pad=2)
             for box in objects[sample][t]:
-                _rect(draw, box, left, top, GT_COLOUR)
+                _rect(draw, box, left, top, GT_COLOUR, pad=0)
                 draw.text(
-                    (left + box["x"] * SCALE, top + max(0.0, box["y"] * SCALE - 11)),
+                    (left + box["x"] * SCALE, top + max(0.0, box["y"] * SCALE - 16)),
                     labels[box["label"]],
                     fill=GT_COLOUR,
+                    font=font,
+                    stroke_width=2,
+                    stroke_fill=(0, 0, 0),
                 )
-            draw.text((left + 3, top + 3), f"#{sample} t={t}", fill=(255, 255, 0))
+            draw.text(
+                (left + 3, top + 3),
+                f"#{sample} t={t}",
+                fill=(255, 255, 0),
+                font=font,
+                stroke_width=2,
+                stroke_fill=(0, 0, 0),
+            )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out_path)
     return out_path
 
 
-def _rect(draw, box, left, top, colour):
-    x0, y0 = left + box["x"] * SCALE, top + box["y"] * SCALE
-    x1, y1 = x0 + box["w"] * SCALE - 1, y0 + box["h"] * SCALE - 1
-    draw.rectangle((x0, y0, x1, y1), outline=colour, width=1)
+def _rect(draw, box, left, top, colour, pad):
+    x0, y0 = left + box["x"] * SCALE - pad, top + box["y"] * SCALE - pad
+    x1, y1 = x0 + box["w"] * SCALE - 1 + 2 * pad, y0 + box["h"] * SCALE - 1 + 2 * pad
+    draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
