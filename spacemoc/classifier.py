@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +53,18 @@ class ZWhatClassifier:
     def dim(self) -> int:
         return int((self.centroids if self.kind == "nn" else self.coef).shape[1])
 
+    @property
+    def empty(self) -> bool:
+        """Fitted on no object (the model found none): predicts 0, "no_label", for everything."""
+        return self.kind == "nn" and len(self.centroids) == 0
+
     def predict(self, z) -> np.ndarray:
         """(n, D) encodings -> (n,) label indices."""
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or (len(z) and z.shape[1] != self.dim):
             raise ValueError(f"expected encodings of shape (n, {self.dim}), got {z.shape}")
-        if len(z) == 0:
-            return np.zeros(0, dtype=np.int64)
+        if len(z) == 0 or self.empty:
+            return np.zeros(len(z), dtype=np.int64)  # 0 is "no_label"
         if self.kind == "nn":
             dist = ((z[:, None, :] - self.centroids[None]) ** 2).sum(-1)
             return self.centroid_labels[dist.argmin(1)].astype(np.int64)
@@ -104,7 +110,12 @@ class ZWhatClassifier:
 
     def to_sklearn(self):
         """The equivalent fitted scikit-learn estimator (KNeighbors- or RidgeClassifier)."""
-        if self.kind == "nn":
+        if self.empty:
+            from sklearn.dummy import DummyClassifier
+
+            est = DummyClassifier(strategy="constant", constant=0)
+            est.fit(np.zeros((1, self.dim)), [0])
+        elif self.kind == "nn":
             from sklearn.neighbors import KNeighborsClassifier
 
             est = KNeighborsClassifier(n_neighbors=1).fit(self.centroids, self.centroid_labels)
@@ -256,20 +267,47 @@ def train_classifier(
     g = get_game(lat.game)
     enc = collect_encodings(lat, "relevant")
     z, y = enc["z_what"], enc["label"]
-    if len(z) == 0:
-        raise ValueError(
-            f"{latents_path}: no present cell matches a relevant object; "
-            "nothing to train the classifier on"
+    if kind == "ridge" and len(np.unique(y)) < 2:
+        warnings.warn(
+            f"{latents_path}: {len(np.unique(y))} relevant label(s) among the detections; ridge "
+            "needs two: fitting the nn classifier instead",
+            stacklevel=2,
         )
+        kind = "nn"
+    if len(z) == 0:
+        # An untrained or failed model finds nothing: keep the pipeline going with a classifier
+        # that says so ("no_label" for everything) rather than stopping every later stage.
+        warnings.warn(
+            f"{latents_path}: no present cell matches a relevant object; the classifier is "
+            "empty and labels every object no_label",
+            stacklevel=2,
+        )
+        clf = ZWhatClassifier(
+            "nn",
+            g.name,
+            g.labels,
+            centroids=np.zeros((0, lat.z_what.shape[-1])),
+            centroid_labels=np.zeros(0, dtype=np.int64),
+        )
+        _write(clf, out_npz, out_joblib, out_labels_csv)
+        return clf
     print(
         f"training a {kind} classifier on {len(z)} relevant objects "
         f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label)"
     )
     if kind == "nn":
+        n_clusters = len(g.relevant_indices)
+        if len(z) < n_clusters:
+            warnings.warn(
+                f"{latents_path}: {len(z)} relevant objects for {n_clusters} clusters: using "
+                f"{len(z)} clusters",
+                stacklevel=2,
+            )
+            n_clusters = len(z)
         clf = fit_centroid_classifier(
             z,
             y,
-            len(g.relevant_indices),
+            n_clusters,
             g.relevant_indices,
             seed=seed,
             game=g.name,
@@ -277,6 +315,11 @@ def train_classifier(
         )
     else:
         clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+    _write(clf, out_npz, out_joblib, out_labels_csv)
+    return clf
+
+
+def _write(clf, out_npz, out_joblib, out_labels_csv) -> None:
     clf.save(out_npz)
     if out_joblib is not None:
         import joblib
@@ -285,7 +328,6 @@ def train_classifier(
         _atomic(out_joblib, lambda tmp: joblib.dump(est, tmp))
     if out_labels_csv is not None:
         write_label_csv(clf, out_labels_csv)
-    return clf
 
 
 def write_label_csv(clf: ZWhatClassifier, path: str | Path) -> None:

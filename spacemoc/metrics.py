@@ -278,6 +278,7 @@ def joint_scores(
     for p, pl, g, gl in zip(pred, pred_labels, gt, gt_labels, strict=True):
         p, g = _as_boxes(p, 4), _as_boxes(g, 4)
         pl = np.asarray(pl, dtype=np.int64).reshape(-1)
+        pl = np.where((pl < 0) | (pl >= n_labels), not_object, pl)  # unknown kind: not an object
         gl = np.asarray(gl, dtype=np.int64).reshape(-1)
         matched = mutual_best_match(
             misalignment_matrix(_normalise(p, frame_size), _normalise(g, frame_size)), threshold

@@ -111,3 +111,38 @@ def test_joblib_needs_trust_and_label_csv_has_a_header(tmp_path):
     rows = list(csv.reader(open(tmp_path / "labels.csv")))
     assert rows[0] == ["cluster", "label", "label_name"]
     assert sorted(r[2] for r in rows[1:]) == ["Ball", "Enemy"]
+
+
+def test_a_model_that_finds_nothing_gets_an_empty_classifier(tmp_path):
+    """An untrained model: no present cell, so nothing to fit; later stages still run."""
+    import h5py
+
+    from spacemoc.classifier import train_classifier
+    from spacemoc.latents import FORMAT
+
+    game = get_game("pong")
+    path = tmp_path / "latents.h5"
+    n, t, c, d = 2, 2, 16, 8
+    with h5py.File(path, "w") as f:
+        f["z_pres_prob"] = np.zeros((n, t, c), np.float32)
+        f["z_where"] = np.zeros((n, t, c, 4), np.float32)
+        f["z_what"] = np.zeros((n, t, c, d), np.float32)
+        f["label"] = np.full((n, t, c), -1, np.int16)
+        f["gt_index"] = np.full((n, t, c), -1, np.int32)
+        f.attrs.update(
+            format=FORMAT,
+            game="pong",
+            labels=list(game.labels),
+            split="validation",
+            n_samples=n,
+            model_path="m",
+            model_step=0,
+            model_sha256="",
+            data_path="d",
+        )
+    with pytest.warns(UserWarning, match="empty"):
+        clf = train_classifier(path, tmp_path / "c.npz", tmp_path / "c.joblib",
+                               tmp_path / "c.csv")  # fmt: skip
+    back = ZWhatClassifier.load(tmp_path / "c.npz", game="pong")
+    assert back.empty and back.predict(np.ones((3, d))).tolist() == [0, 0, 0]
+    assert clf.to_sklearn().predict(np.ones((2, d))).tolist() == [0, 0]
