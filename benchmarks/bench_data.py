@@ -42,12 +42,17 @@ def main() -> None:
         seconds = time.perf_counter() - start
         size = out.stat().st_size
     # ru_maxrss is in KiB on Linux; children = the worker processes (largest one).
-    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent, child = me.ru_maxrss / 1024, children.ru_maxrss / 1024
+    # CPU seconds per sample (all processes, background included) does not depend on how busy
+    # the machine is: 2 / cpu_per_sample is the rate on 2 otherwise idle cores.
+    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
     print(
         f"bench_data game={args.game} samples={args.samples} workers={args.workers} "
         f"motion={args.motion_kind}: {args.samples / seconds:.1f} samples/s, "
         f"{size / args.samples / 1024:.1f} KB/sample, {seconds:.1f} s, "
+        f"{1000 * cpu / args.samples:.1f} CPU ms/sample, "
         f"peak RSS main {parent:.0f} MiB / largest worker {child:.0f} MiB"
     )
 

@@ -63,14 +63,18 @@ class AtariDataset(Dataset):
             raise IndexError(f"sample {index} out of range for {self.n} samples")
         index = index % self.n
         f = self._h5()
-        frames = torch.from_numpy(f["frames"][index])  # (T,128,128,3) uint8
-        motion = torch.from_numpy(f["motion"][index]).float() / 255.0  # (T,128,128)
+        # numpy, not torch, for the conversions: single-threaded, so DataLoader workers do not
+        # oversubscribe the cores with torch's intra-op threads.
+        frames = f["frames"][index].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        motion = f["motion"][index].astype(np.float32) / 255.0  # (T,128,128)
         hints = [
             motion_hints(self._boxes(rows), self.grid_size) for rows in self.motion_boxes[index]
         ]
         item = {
-            "frames": frames.permute(0, 3, 1, 2).float() / 255.0,
-            "motion": (motion > MOTION_THRESHOLD * motion.mean()).float(),
+            "frames": torch.from_numpy(np.ascontiguousarray(frames)),  # (T,3,128,128)
+            "motion": torch.from_numpy(
+                (motion > MOTION_THRESHOLD * motion.mean()).astype(np.float32)
+            ),
             "motion_z_pres": torch.from_numpy(np.stack([h[0] for h in hints])),
             "motion_z_where": torch.from_numpy(np.stack([h[1] for h in hints])),
         }
