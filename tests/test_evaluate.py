@@ -304,3 +304,19 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     # Labels only on present cells; z_what of absent cells is not encoded.
     assert (lat.label[~lat.present] == -1).all()
     assert (lat.z_what[~lat.present] == 0).all()
+
+
+def test_command_line(stage, tmp_path, capsys):
+    from spacemoc.cli import main
+
+    out = tmp_path / "metrics.csv"
+    args = ["evaluate", "--latents", str(stage["latents_test"]), "--data", str(stage["data_test"]),
+            "--classifier", str(stage["classifier"]), "--out", str(out), "--seed", "3",
+            "--few-shot", "1,4"]  # fmt: skip
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert {r["seed"] for r in rows} == {"3"} and rows[0]["few_shot_16"] == ""
+    assert main(["aggregate", str(out), "--out", str(tmp_path / "eval.csv")]) == 0
+    assert main(["classifier", "--latents", str(stage["latents_test"]), "--out",
+                 str(tmp_path / "c.npz"), "--game", "tennis"]) == 2  # fmt: skip
+    assert "not 'tennis'" in capsys.readouterr().err
