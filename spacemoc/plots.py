@@ -30,7 +30,8 @@ def _save(fig, path) -> Path:
 
 
 def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path, title=""):
-    """Frames (n,128,128,3) with predicted boxes (red, predicted label) and GT boxes (green)."""
+    """Frames (n,128,128,3) with predicted boxes (red, dashed, predicted label) and GT boxes
+    (green, OCAtari label)."""
     plt = _pyplot()
     n = max(len(frames), 1)
     cols = min(n, 4)
@@ -43,10 +44,10 @@ def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path,
     ):
         ax.imshow(image, extent=(0, 160, 210, 0), aspect="auto", interpolation="nearest")
         for (x, y, w, h), label in zip(np.asarray(g)[:, :4], gl, strict=True):
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="lime", lw=1))
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="lime", lw=1.5))
             ax.text(x, y + h + 6, label_names[label], color="lime", fontsize=6)
         for (x, y, w, h), label in zip(np.asarray(p)[:, :4], pl, strict=True):
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="red", lw=1))
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="red", lw=1, ls="--"))
             ax.text(x, y - 1, label_names[label], color="red", fontsize=6)
     fig.suptitle(title or "test frames: predictions (red) and ground truth (green)")
     return _save(fig, path)
