@@ -136,6 +136,8 @@ def test_preprocess_matches_pil_lanczos_and_checks_input():
     batch = preprocess_frames(np.stack([frame, frame[::-1]]))
     assert batch.shape == (2, 128, 128, 3) and batch.dtype == np.uint8
     np.testing.assert_array_equal(batch[0], expected)
+    tall = np.concatenate([frame, np.zeros((4, W, 3), np.uint8)])  # Carnival's 214 rows
+    np.testing.assert_array_equal(preprocess_frame(tall), expected)
     with pytest.raises(ValueError, match=r"uint8 RGB frame of shape \(210,160,3\)"):
         preprocess_frame(frame.astype(np.float32))
     with pytest.raises(ValueError, match="got uint8"):
