@@ -10,7 +10,8 @@ subset in all / relevant with every ``COLUMNS`` entry, computed on the *test* la
 * ``classifier_accuracy`` and ``joint_f1`` (spec §6.3-6.4) with the classifier trained on the
   validation latents: ``relevant`` row only (the classifier knows only the relevant labels);
 * ``mota`` / ``idf1`` from the tracking stage's CSV when given (rows matched on its ``subset``
-  column if it has one, else the ``relevant`` row), empty otherwise.
+  column if it has one, else the ``relevant`` row; a negative MOTA is written as 0), empty
+  otherwise.
 
 The background-subtraction baseline's rows (``model`` = bgsub, seed ``-``) are appended when its
 CSV is given. Columns that do not apply are empty, never 0.
@@ -133,7 +134,12 @@ def tracking_values(path) -> dict[str, dict]:
     out = {}
     for row in rows:
         subset = row.get("subset") or "relevant"
-        out[subset] = {k: float(row[k]) for k in ("mota", "idf1") if row.get(k, "") != ""}
+        values = {k: float(row[k]) for k in ("mota", "idf1") if row.get(k, "") != ""}
+        # MOTA is below 0 when there are more errors than objects: written as 0 (the raw value
+        # stays in the tracking CSV) so that every table value is a fraction in [0,1].
+        if "mota" in values and values["mota"] < 0:
+            values["mota"] = 0.0
+        out[subset] = values
     return out
 
 

@@ -324,3 +324,14 @@ def test_command_line(stage, tmp_path, capsys):
     assert main(["classifier", "--latents", str(stage["latents_test"]), "--out",
                  str(tmp_path / "c.npz"), "--game", "tennis"]) == 2  # fmt: skip
     assert "not 'tennis'" in capsys.readouterr().err
+
+
+def test_tracking_csv_of_the_tracking_stage(tmp_path):
+    from spacemoc.evaluate import _cell, tracking_values
+
+    path = tmp_path / "tracking.csv"
+    path.write_text("subset,mota,idf1,num_switches\nrelevant,-0.5,nan,3\n")
+    values = tracking_values(path)
+    assert values["relevant"]["mota"] == 0.0  # negative MOTA written as 0
+    assert _cell(values["relevant"]["idf1"]) == ""  # NaN -> empty cell
+    assert tracking_values(tmp_path / "missing.csv") == {} and tracking_values(None) == {}
