@@ -1,0 +1,177 @@
+"""The tiny workflow through a real SLURM: profiles/slurm on a single-node cluster on this machine.
+
+The cluster (tests/slurm/slurm_cluster.py) is Debian's slurm-wlm and munge, installed with apt-get when
+missing, started as plain daemons on 127.0.0.1 and stopped by pid afterwards. Its node declares one
+GPU that is /dev/null, so the profile's GPU request for `train` is submitted as written; the job
+itself sees no CUDA device and trains on the CPU.
+
+The run is the README's command plus two flags a real cluster does not need: without an accounting
+database `sacct` cannot report job states, so the plugin polls `squeue` (SLURM keeps finished jobs
+visible for MinJobAge=300 s), and its first poll comes after 2 s instead of 40 s.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+# Not `from tests...`: ocatari installs a top-level `tests` package that can shadow ours.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "slurm"))
+from slurm_cluster import SlurmCluster, ensure_installed  # noqa: E402
+
+TARGET = "results/pong/data/test.h5"
+SLURM_TEST_FLAGS = (
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "5",
+)  # fmt: skip
+RUN_TIMEOUT_S = 1500
+
+
+def snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    cmd = [
+        "timeout", "-k", "30", str(RUN_TIMEOUT_S),
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(REPO / "config" / "test.yaml"),
+        *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def ran(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-8000:]}"
+
+
+def submitted_jobs(log: str) -> dict[int, str]:
+    """SLURM job id -> rule, from the plugin's 'submitted' lines in snakemake's log."""
+    pattern = r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/"
+    return {int(job_id): rule for job_id, rule in re.findall(pattern, log)}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.skip('snakemake-executor-plugin-slurm is not installed: pip install -e ".[slurm]"')
+    reason = ensure_installed()
+    if reason:
+        pytest.skip(f"no SLURM on this machine: {reason}")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The same target built locally and through SLURM: (local dir, slurm dir, slurm log)."""
+    local = tmp_path_factory.mktemp("local_run")
+    result = snakemake(local, "--cores", "2", "--", TARGET)
+    assert result.returncode == 0, ran(result)
+    local_log = result.stderr + result.stdout
+
+    on_slurm = tmp_path_factory.mktemp("slurm_run")
+    result = snakemake(
+        on_slurm,
+        "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        *SLURM_TEST_FLAGS,
+        "--", TARGET,
+        env=cluster.env(),
+    )  # fmt: skip
+    assert result.returncode == 0, ran(result) + cluster.logs()
+    return local, on_slurm, local_log, result.stderr + result.stdout
+
+
+def test_every_job_ran_as_a_completed_slurm_job(cluster, runs):
+    _, _, local_log, log = runs
+    jobs = submitted_jobs(log)
+    assert jobs, log[-3000:]
+    # The same jobs ran as in the local run, and all but declared localrules went to SLURM.
+    finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+    assert sorted(finished) == sorted(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", local_log))
+    local_rules = re.findall(r"^\s*localrule (\w+):", log, flags=re.MULTILINE)
+    assert sorted(finished) == sorted([*jobs.values(), *local_rules])
+
+    # SLURM's own view: squeue (finished jobs stay listed for MinJobAge) and the controller log.
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    listed = cluster.run("squeue", "--states=all", "--noheader", "--format=%i|%j|%T")
+    states = {int(i): (name, state) for i, name, state in (ln.split("|") for ln in listed.split())}
+    controller_log = (cluster.root / "slurmctld.log").read_text()
+    for job_id in jobs:
+        assert states[job_id] == (run_id, "COMPLETED"), (job_id, listed)
+        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in controller_log
+
+    # The profile's GPU request reached SLURM for the training job, and only for it.
+    for job_id, rule in jobs.items():
+        shown = cluster.run("scontrol", "--oneliner", "show", "job", str(job_id))
+        assert ("gres:gpu:1" in shown) == (rule == "train"), (rule, shown)
+
+
+def relative_files(root: Path) -> set[str]:
+    files = set()
+    for path in (root / "results").rglob("*"):
+        if path.is_file():
+            name = path.relative_to(root).as_posix()
+            # TensorBoard names its files after the host, time and pid.
+            files.add(re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents.*", name))
+    return files
+
+
+def assert_same_h5(left: Path, right: Path) -> None:
+    with h5py.File(left, "r") as a, h5py.File(right, "r") as b:
+        names_a, names_b = [], []
+        a.visit(names_a.append)
+        b.visit(names_b.append)
+        assert names_a == names_b, left
+        for name in names_a:
+            if isinstance(a[name], h5py.Dataset):
+                assert np.array_equal(a[name][()], b[name][()]), (left, name)
+
+
+def test_outputs_match_a_local_run(runs):
+    local, on_slurm, _, _ = runs
+    assert relative_files(local) == relative_files(on_slurm)
+    for path in sorted((local / "results").rglob("*.h5")):
+        assert_same_h5(path, on_slurm / path.relative_to(local))
+    for path in sorted((local / "results").rglob("*.npy")):
+        assert np.array_equal(np.load(path), np.load(on_slurm / path.relative_to(local)))
+    # Training is seeded and runs on the CPU with the same thread count in both runs.
+    for path in sorted((local / "results").rglob("model.pt")):
+        mine = torch.load(path, weights_only=True)
+        theirs = torch.load(on_slurm / path.relative_to(local), weights_only=True)
+        assert mine["step"] == theirs["step"]
+        assert mine["state_dict"].keys() == theirs["state_dict"].keys()
+        for key, tensor in mine["state_dict"].items():
+            assert torch.equal(tensor, theirs["state_dict"][key]), key
+
+
+def test_gpu_request_can_be_switched_off(cluster, runs):
+    """`--set-resources train:gpu=0` submits training without a GPU (CPU-only clusters)."""
+    _, on_slurm, _, _ = runs
+    result = snakemake(
+        on_slurm,
+        "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        *SLURM_TEST_FLAGS,
+        "--set-resources", "train:gpu=0",
+        "--forcerun", "train",
+        "--", "results/pong/seed0/model.pt",
+        env=cluster.env(),
+    )  # fmt: skip
+    assert result.returncode == 0, ran(result) + cluster.logs()
+    jobs = submitted_jobs(result.stderr + result.stdout)
+    assert list(jobs.values()) == ["train"]
+    shown = cluster.run("scontrol", "--oneliner", "show", "job", str(next(iter(jobs))))
+    assert "JobState=COMPLETED" in shown
+    assert "gpu" not in shown, shown
