@@ -1,8 +1,8 @@
 """The tiny workflow through a real SLURM: profiles/slurm on a single-node cluster on this machine.
 
-The cluster (tests/slurm/slurm_cluster.py) is Debian's slurm-wlm and munge, installed with apt-get when
-missing, started as plain daemons on 127.0.0.1 and stopped by pid afterwards. Its node declares one
-GPU that is /dev/null, so the profile's GPU request for `train` is submitted as written; the job
+The cluster (tests/slurm/slurm_cluster.py) is Debian's slurm-wlm and munge, installed with apt-get
+when missing, started as plain daemons on 127.0.0.1 and stopped by pid afterwards. Its node declares
+one GPU that is /dev/null, so the profile's GPU request for `train` is submitted as written; the job
 itself sees no CUDA device and trains on the CPU.
 
 The run is the README's command plus two flags a real cluster does not need: without an accounting

@@ -107,7 +107,9 @@ def free_port() -> int:
 class SlurmCluster:
     """One node (this machine, `hostname -s`) in one partition, state kept under `root`."""
 
-    def __init__(self, root: Path | str, cpus: int | None = None, mem_mb: int = 64000, gpus: int = 1):
+    def __init__(
+        self, root: Path | str, cpus: int | None = None, mem_mb: int = 64000, gpus: int = 1
+    ):
         self.root = Path(root).resolve()
         self.node = socket.gethostname().split(".")[0]
         self.cpus = cpus or os.cpu_count() or 1
@@ -195,7 +197,7 @@ class SlurmCluster:
             if state == "idle":
                 return
             time.sleep(0.5)
-        raise RuntimeError(f"SLURM node not idle after {timeout} s (state {state!r}); {self.logs()}")
+        raise RuntimeError(f"SLURM node not idle after {timeout} s ({state!r}); {self.logs()}")
 
     def stop(self) -> None:
         """Stop the daemons this cluster started (by the pids they wrote), slurmd first."""
