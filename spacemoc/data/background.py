@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from spacemoc.data.env import RandomAgent, make_env, random_steps, step
+from spacemoc.data.env import RandomAgent, make_env, random_steps, reset, step
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 
 WARMUP_STEPS = 100
@@ -41,7 +41,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
     env = make_env(spec)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB6]))
     agent = RandomAgent(env.nb_actions, rng)
-    env.reset(seed=int(seed))
+    reset(env, int(seed))
     random_steps(env, agent, WARMUP_STEPS)
     frames = np.empty((n_frames, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
     kept = 0
@@ -49,7 +49,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
         while kept < n_frames:
             obs, over, _ = step(env, agent.act())
             if over:
-                env.reset()
+                reset(env)
                 random_steps(env, agent, WARMUP_STEPS)
                 continue
             if rng.random() < KEEP_PROBABILITY:

@@ -69,13 +69,22 @@ def step(env, action: int):
     return fit_frame(obs), bool(flag_a or flag_b), True
 
 
+def reset(env, seed: int | None = None):
+    """Reset (seeded or not); OCAtari's object extraction errors at reset are ignored because
+    random steps always follow a reset before any frame is kept (see ``step``)."""
+    try:
+        env.reset(seed=seed)
+    except TypeError:
+        pass
+
+
 def random_steps(env, agent: RandomAgent, n: int):
     """Take ``n`` random actions; on episode end reset without a seed (the env RNG continues)."""
     obs = None
     for _ in range(n):
         obs, over, _ = step(env, agent.act())
         if over:
-            obs, _ = env.reset()
+            reset(env)
     return obs
 
 

@@ -19,6 +19,7 @@ from spacemoc.data.env import (
     frame_objects,
     make_env,
     random_steps,
+    reset,
     seeds_for_chunk,
     step,
 )
@@ -85,7 +86,7 @@ def runs(env, agent: RandomAgent, game, n: int, span: int, T: int):
             made += 1
             frames, objects = [], []
         if over:  # a partial window is dropped
-            env.reset()
+            reset(env)
             random_steps(env, agent, RESET_STEPS)
             frames, objects = [], []
 
@@ -101,7 +102,7 @@ def collect_chunk(task: ChunkTask, background: np.ndarray) -> ChunkResult:
     env_seed, agent_rng = seeds_for_chunk(task.split_seed, task.chunk)
     env = make_env(game)
     agent = RandomAgent(env.nb_actions, agent_rng)
-    env.reset(seed=env_seed)
+    reset(env, env_seed)
     random_steps(env, agent, WARMUP_STEPS)
     colours = ColourScore(background, game.name)
 
