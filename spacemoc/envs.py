@@ -154,10 +154,10 @@ class DetectedObjects(gym.Wrapper):
                 t.w,
                 t.h,
                 prev_xy=self._last_xy.get(t.id),
-                rgb=box_rgb(frame, t.x, t.y, t.w, t.h),
                 id=t.id,
                 score=t.score,
             )
+            obj.rgb = box_rgb(frame, *obj.xywh)  # the colour of the box the agent sees
             objects.append(obj)
             last[t.id] = obj.xy
         # An object missed for a frame keeps its last position as prev_xy when it returns.
