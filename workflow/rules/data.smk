@@ -1,11 +1,5 @@
 # Rules of the data stage: background image, then one HDF5 file per split.
-
-
-def dataset_params(wildcards):
-    """make_dataset keyword arguments of a split (sizes, T, seeds) from the config."""
-    from spacemoc.cli.data import dataset_arguments
-
-    return dataset_arguments(config, wildcards.split)
+from spacemoc.cli.data import dataset_arguments
 
 
 rule background:
@@ -34,6 +28,7 @@ rule dataset:
         "results/{game}/benchmarks/dataset_{split}.tsv"
     threads: config["data"]["workers"]
     params:
-        kwargs=dataset_params,
+        # make_dataset arguments of the split (size, T, seed, motion kind) from the config
+        kwargs=lambda wildcards: dataset_arguments(config, wildcards.split),
     script:
         "../scripts/dataset.py"
