@@ -112,6 +112,8 @@ def build_configs(game: str, config: dict | None = None):
         space.update(space_layer)
         moc.update(moc_layer)
 
+    if moc.get("motion_input"):  # a MOC key in the reference; the model needs to know
+        space["motion_input"] = True
     scale = float(config["train"]["anneal_scale"])
     if scale != 1.0:
         defaults_space, defaults_moc = SpaceConfig(), MocConfig()
@@ -568,6 +570,8 @@ def train(
             data_time = step_clock - data_clock
             frames = batch_data["frames"]  # (B,T,3,128,128)
             batch, frames_per_sample = frames.shape[:2]
+            if space_cfg.motion_input:  # the motion map as a 4th channel: (B,T,4,128,128)
+                frames = torch.cat([frames, batch_data["motion"].unsqueeze(2)], dim=2)
             elbo_loss, log = model(frames, global_step=step)
             moc_loss, moc_log = moc(
                 log,

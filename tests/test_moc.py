@@ -288,9 +288,7 @@ def test_linear_scheduler_values():
     assert info["lambda_align"] == pytest.approx(0.5)
 
 
-def test_moc_config_rejects_unknown_keys_and_motion_input():
+def test_moc_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown MocConfig key.*motion_wieght"):
         MocConfig.from_dict({"motion_wieght": 1.0})
-    with pytest.raises(ValueError, match="motion_input"):
-        MocConfig(motion_input=True)
     assert MocConfig.from_dict(MocConfig().to_dict()) == MocConfig()

@@ -30,7 +30,9 @@ class MocConfig:
     z_cos_match_weight: float = 5.0  # beta' = the paper's beta + 1
     agree_sim: bool = True  # skip an anchor when the closest hit (z_where) is not the most similar
     # motion loss
-    motion_input: bool = False  # a motion channel as model input: False in every reference yaml
+    # The motion map as a 4th input channel of the z_pres head (False in every reference yaml);
+    # build_configs passes it on to SpaceConfig.motion_input and the trainer appends the channel.
+    motion_input: bool = False
     motion_kind: str = (
         "mode"  # recorded only: the dataset's motion maps are set by data.motion_kind
     )
@@ -50,11 +52,6 @@ class MocConfig:
     variance_steps: int = 20
 
     def __post_init__(self):
-        if self.motion_input:
-            raise ValueError(
-                "MocConfig.motion_input=True is not supported: the model takes RGB frames only "
-                "(every reference config sets it to false)"
-            )
         if self.variance_steps < 2:
             raise ValueError(f"MocConfig.variance_steps must be >= 2, got {self.variance_steps}")
 
