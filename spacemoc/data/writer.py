@@ -168,6 +168,8 @@ def _results(tasks, background, workers):
         return
     # fork: workers inherit the imported modules (fast start); the data stage starts no threads.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        import ocatari.core  # noqa: F401  (imported once here instead of once per worker)
     context = multiprocessing.get_context(method)
     with context.Pool(min(workers, len(tasks)), _init_worker, (background,)) as pool:
         yield from pool.imap(_run_task, tasks)
