@@ -9,5 +9,9 @@ wildcard_constraints:
 
 
 def all_targets():
-    """What `snakemake` with no target builds: every configured game's data, for now."""
-    return expand("results/{game}/data/{split}.h5", game=config["games"], split=["train", "validation", "test"])
+    """What `snakemake` with no target builds: every configured game's tables and figures."""
+    return [
+        "results/summary.csv",
+        *expand("results/{game}/eval.csv", game=config["games"]),
+        *expand("results/{game}/plots/detections.png", game=config["games"]),
+    ]

@@ -60,6 +60,7 @@ rule evaluate:
         data="results/{game}/data/test.h5",
         classifier="results/{game}/seed{seed}/classifier.npz",
         baseline="results/{game}/bgsub.csv",
+        tracking="results/{game}/seed{seed}/tracking.csv",
     output:
         "results/{game}/seed{seed}/metrics.csv",
     log:
