@@ -12,6 +12,7 @@ visible for MinJobAge=300 s), and its first poll comes after 2 s instead of 40 s
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "slurm"))
 from slurm_cluster import SlurmCluster, ensure_installed  # noqa: E402
 
-TARGET = "results/pong/data/test.h5"
+TARGETS = ("results/pong/eval.csv", "results/summary.csv")
 SLURM_TEST_FLAGS = (
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "5",
@@ -35,13 +36,13 @@ SLURM_TEST_FLAGS = (
 RUN_TIMEOUT_S = 1500
 
 
-def snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, env=None, extra_config=()) -> subprocess.CompletedProcess:
     cmd = [
         "timeout", "-k", "30", str(RUN_TIMEOUT_S),
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
-        "--configfile", str(REPO / "config" / "test.yaml"),
+        "--configfile", str(REPO / "config" / "test.yaml"), *map(str, extra_config),
         *args,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -78,7 +79,7 @@ def cluster(tmp_path_factory):
 def runs(cluster, tmp_path_factory):
     """The same target built locally and through SLURM: (local dir, slurm dir, slurm log)."""
     local = tmp_path_factory.mktemp("local_run")
-    result = snakemake(local, "--cores", "2", "--", TARGET)
+    result = snakemake(local, "--cores", "2", "--", *TARGETS)
     assert result.returncode == 0, ran(result)
     local_log = result.stderr + result.stdout
 
@@ -87,7 +88,7 @@ def runs(cluster, tmp_path_factory):
         on_slurm,
         "--workflow-profile", str(REPO / "profiles" / "slurm"),
         *SLURM_TEST_FLAGS,
-        "--", TARGET,
+        "--", *TARGETS,
         env=cluster.env(),
     )  # fmt: skip
     assert result.returncode == 0, ran(result) + cluster.logs()
@@ -113,10 +114,11 @@ def test_every_job_ran_as_a_completed_slurm_job(cluster, runs):
         assert states[job_id] == (run_id, "COMPLETED"), (job_id, listed)
         assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in controller_log
 
-    # The profile's GPU request reached SLURM for the training job, and only for it.
+    # One GPU for the rules that use one (the `gpu` resource: train, latents), none for the rest.
     for job_id, rule in jobs.items():
         shown = cluster.run("scontrol", "--oneliner", "show", "job", str(job_id))
-        assert ("gres:gpu:1" in shown) == (rule == "train"), (rule, shown)
+        assert ("gres:gpu:1" in shown) == (rule in ("train", "latents")), (rule, shown)
+    assert "train" in jobs.values()
 
 
 def relative_files(root: Path) -> set[str]:
@@ -140,34 +142,65 @@ def assert_same_h5(left: Path, right: Path) -> None:
                 assert np.array_equal(a[name][()], b[name][()]), (left, name)
 
 
+def csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        # Timing columns (step_time_s, elapsed_s, ...) differ from run to run.
+        return [
+            {k: v for k, v in row.items() if not k.endswith("_s")} for row in csv.DictReader(handle)
+        ]
+
+
 def test_outputs_match_a_local_run(runs):
+    """Same files, same arrays, same weights, same metrics as the local run of the same config.
+
+    Everything is seeded and both runs train on the CPU with the same thread count (the SLURM job
+    gets `--cpus-per-task` = the rule's threads), so the results are identical, not just similar.
+    """
     local, on_slurm, _, _ = runs
     assert relative_files(local) == relative_files(on_slurm)
-    for path in sorted((local / "results").rglob("*.h5")):
-        assert_same_h5(path, on_slurm / path.relative_to(local))
-    for path in sorted((local / "results").rglob("*.npy")):
-        assert np.array_equal(np.load(path), np.load(on_slurm / path.relative_to(local)))
-    # Training is seeded and runs on the CPU with the same thread count in both runs.
-    for path in sorted((local / "results").rglob("model.pt")):
+    results = local / "results"
+
+    def twin(path: Path) -> Path:
+        return on_slurm / path.relative_to(local)
+
+    for path in sorted(results.rglob("*.h5")):
+        assert_same_h5(path, twin(path))
+    for path in sorted(results.rglob("*.npy")):
+        assert np.array_equal(np.load(path), np.load(twin(path))), path
+    for path in sorted(results.rglob("*.npz")):
+        with np.load(path) as mine, np.load(twin(path)) as theirs:
+            assert sorted(mine.files) == sorted(theirs.files), path
+            for name in mine.files:
+                assert np.array_equal(mine[name], theirs[name]), (path, name)
+    for path in sorted(results.rglob("*.pt")):
         mine = torch.load(path, weights_only=True)
-        theirs = torch.load(on_slurm / path.relative_to(local), weights_only=True)
-        assert mine["step"] == theirs["step"]
-        assert mine["state_dict"].keys() == theirs["state_dict"].keys()
+        theirs = torch.load(twin(path), weights_only=True)
+        assert mine["step"] == theirs["step"], path
+        assert mine["state_dict"].keys() == theirs["state_dict"].keys(), path
         for key, tensor in mine["state_dict"].items():
-            assert torch.equal(tensor, theirs["state_dict"][key]), key
+            assert torch.equal(tensor, theirs["state_dict"][key]), (path, key)
+    csvs = sorted(p for p in results.rglob("*.csv") if "benchmarks" not in p.parts)
+    assert any(p.name == "eval.csv" for p in csvs)
+    for path in csvs:
+        assert csv_rows(path) == csv_rows(twin(path)), path
 
 
-def test_gpu_request_can_be_switched_off(cluster, runs):
-    """`--set-resources train:gpu=0` submits training without a GPU (CPU-only clusters)."""
+def test_gpu_request_can_be_switched_off(cluster, runs, tmp_path):
+    """`--set-resources train:gpu=0` submits training without a GPU (CPU-only clusters).
+
+    A second seed with a one-step budget keeps this to one short SLURM job.
+    """
     _, on_slurm, _, _ = runs
+    one_step = tmp_path / "one_step.yaml"
+    one_step.write_text("seeds: [1]\ntrain: {steps: 1}\n")
     result = snakemake(
         on_slurm,
         "--workflow-profile", str(REPO / "profiles" / "slurm"),
         *SLURM_TEST_FLAGS,
         "--set-resources", "train:gpu=0",
-        "--forcerun", "train",
-        "--", "results/pong/seed0/model.pt",
+        "--", "results/pong/seed1/model.pt",
         env=cluster.env(),
+        extra_config=[one_step],
     )  # fmt: skip
     assert result.returncode == 0, ran(result) + cluster.logs()
     jobs = submitted_jobs(result.stderr + result.stdout)
