@@ -38,8 +38,8 @@ class Game:
     def label_index(self, name: str) -> int:
         return self.labels.index(name)
 
-    def in_relevant_area(self, x_min, y_min, x_max, y_max, margin: float = RELEVANT_AREA_MARGIN):
-        """Boolean mask: boxes (normalised coordinates, arrays or floats) inside the relevant area."""
+    def in_relevant_area(self, x_min, y_min, x_max, y_max, margin=RELEVANT_AREA_MARGIN):
+        """Boolean mask: which boxes (normalised coordinates) lie inside the relevant area."""
         lo_x, lo_y, hi_x, hi_y = self.relevant_area
         keep = (
             (y_min > lo_y - margin)
@@ -50,8 +50,6 @@ class Game:
         if self.min_y_max is not None:
             keep = keep & (y_max > self.min_y_max)
         return keep
-
-
 
 
 def _game(name, env_name, hud_classes, moving_classes, area, **kw) -> Game:
@@ -114,12 +112,29 @@ GAMES: dict[str, Game] = {
             "kangaroo",
             "Kangaroo",
             [
-                "Bell", "Child", "FallingCoconut", "Fruit", "Ladder", "Lives", "Monkey",
-                "Platform", "Player", "Score", "ThrownCoconut", "Time",
+                "Bell",
+                "Child",
+                "FallingCoconut",
+                "Fruit",
+                "Ladder",
+                "Lives",
+                "Monkey",
+                "Platform",
+                "Player",
+                "Score",
+                "ThrownCoconut",
+                "Time",
             ],
             [
-                "Bell", "Child", "FallingCoconut", "Fruit", "Ladder", "Monkey", "Platform",
-                "Player", "ThrownCoconut",
+                "Bell",
+                "Child",
+                "FallingCoconut",
+                "Fruit",
+                "Ladder",
+                "Monkey",
+                "Platform",
+                "Player",
+                "ThrownCoconut",
             ],
             (-0.05, -0.05, 1.05, 0.91),
             space_overrides=_BIG_OBJECTS,
@@ -128,13 +143,29 @@ GAMES: dict[str, Game] = {
             "seaquest",
             "Seaquest",
             [
-                "CollectedDiver", "Diver", "EnemyMissile", "Lives", "OxygenBar",
-                "OxygenBarDepleted", "Player", "PlayerMissile", "PlayerScore", "Shark",
-                "Submarine", "SurfaceSubmarine",
+                "CollectedDiver",
+                "Diver",
+                "EnemyMissile",
+                "Lives",
+                "OxygenBar",
+                "OxygenBarDepleted",
+                "Player",
+                "PlayerMissile",
+                "PlayerScore",
+                "Shark",
+                "Submarine",
+                "SurfaceSubmarine",
             ],
             [
-                "CollectedDiver", "Diver", "EnemyMissile", "OxygenBar", "Player",
-                "PlayerMissile", "Shark", "Submarine", "SurfaceSubmarine",
+                "CollectedDiver",
+                "Diver",
+                "EnemyMissile",
+                "OxygenBar",
+                "Player",
+                "PlayerMissile",
+                "Shark",
+                "Submarine",
+                "SurfaceSubmarine",
             ],
             (-0.05, 0.21905, 1.10, 0.74),
             space_overrides=_BIG_OBJECTS,
@@ -180,12 +211,28 @@ GAMES: dict[str, Game] = {
             "carnival",
             "Carnival",
             [
-                "AmmoBar", "BonusSign", "BonusValue", "Duck", "ExtraBullets", "FlyingDuck",
-                "Owl", "Player", "PlayerMissile", "PlayerScore", "Rabbit", "Wheel",
+                "AmmoBar",
+                "BonusSign",
+                "BonusValue",
+                "Duck",
+                "ExtraBullets",
+                "FlyingDuck",
+                "Owl",
+                "Player",
+                "PlayerMissile",
+                "PlayerScore",
+                "Rabbit",
+                "Wheel",
             ],
             [
-                "Duck", "ExtraBullets", "FlyingDuck", "Owl", "Player", "PlayerMissile",
-                "Rabbit", "Wheel",
+                "Duck",
+                "ExtraBullets",
+                "FlyingDuck",
+                "Owl",
+                "Player",
+                "PlayerMissile",
+                "Rabbit",
+                "Wheel",
             ],
             (-0.05, 0.07, 1.05, 0.95),
         ),
@@ -193,12 +240,26 @@ GAMES: dict[str, Game] = {
             "riverraid",
             "Riverraid",
             [
-                "Bridge", "FuelDepot", "Helicopter", "House", "Jet", "Lives", "Player",
-                "PlayerMissile", "PlayerScore", "Tanker",
+                "Bridge",
+                "FuelDepot",
+                "Helicopter",
+                "House",
+                "Jet",
+                "Lives",
+                "Player",
+                "PlayerMissile",
+                "PlayerScore",
+                "Tanker",
             ],
             [
-                "Bridge", "FuelDepot", "Helicopter", "House", "Jet", "Player",
-                "PlayerMissile", "Tanker",
+                "Bridge",
+                "FuelDepot",
+                "Helicopter",
+                "House",
+                "Jet",
+                "Player",
+                "PlayerMissile",
+                "Tanker",
             ],
             (0.04, -0.05, 1.05, 0.78),
         ),

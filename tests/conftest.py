@@ -18,7 +18,7 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def compat_fixture() -> Path:
-    """The reference checkpoint and its exact inference outputs (../shared/fixtures/ox4rl_compat)."""
+    """The reference checkpoint and its exact inference outputs (shared/fixtures/ox4rl_compat)."""
     if not (COMPAT_FIXTURE / "checkpoint.pth").exists():
         pytest.skip(f"reference fixture not found at {COMPAT_FIXTURE} (../shared beside the repo)")
     return COMPAT_FIXTURE

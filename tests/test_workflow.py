@@ -31,7 +31,9 @@ def snakemake(workdir, *args, check=True):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_workflow")
-    result = snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--", "results/pong/eval.csv", check=False)
+    result = snakemake(
+        workdir, "--cores", "2", "--resources", "gpu=1", "--", "results/pong/eval.csv", check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return workdir
 
