@@ -101,16 +101,15 @@ def test_detect_equals_detect_batch(model, classifier, io):
     assert det.detect_batch(list(frames)) == batch  # list input, same computation
     for frame, dets in zip(frames, batch, strict=True):
         one = det.detect(frame)
-        # batch 1 and batch 8 convolutions may differ in the last float bits
+        # batch 1 and batch 8 convolutions differ in float rounding: 1e-4 of the frame size
         assert [d.label for d in one] == [d.label for d in dets]
         np.testing.assert_allclose(
-            [[d.x, d.y, d.w, d.h, d.score] for d in one],
-            [[d.x, d.y, d.w, d.h, d.score] for d in dets],
-            atol=1e-3,
+            [[d.x, d.y, d.w, d.h] for d in one], [[d.x, d.y, d.w, d.h] for d in dets], atol=0.02
         )
+        np.testing.assert_allclose([d.score for d in one], [d.score for d in dets], atol=1e-4)
     small = Detector(model, classifier, device="cpu", batch_size=3)  # chunked batches
     for a, b in zip(small.detect_batch(frames), batch, strict=True):
-        np.testing.assert_allclose([d.x for d in a], [d.x for d in b], atol=1e-3)
+        np.testing.assert_allclose([d.x for d in a], [d.x for d in b], atol=0.02)
 
 
 @needs_fixture
