@@ -251,32 +251,33 @@ def test_loss_and_motion_loss_fall_on_real_data(pong_data_t4, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data_t4, tmp_path):
+def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     """Ctrl-C during `train`: Snakemake removes the outputs but keeps checkpoints; a rerun
     continues from the last one."""
     # the inputs exist, background first so that the dataset is not older than its input
     for name in ("background.png", "background.npy"):
         (tmp_path / "results/pong").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "results/pong" / name).write_bytes((pong_data_t4.parent / name).read_bytes())
+        (tmp_path / "results/pong" / name).write_bytes((pong_data.parent / name).read_bytes())
     data = tmp_path / "results/pong/data/train.h5"
     data.parent.mkdir(parents=True)
-    data.write_bytes(pong_data_t4.read_bytes())
+    data.write_bytes(pong_data.read_bytes())
     run = tmp_path / "results/pong/seed0"
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(tmp_path), "--configfile", str(REPO / "config/test.yaml"),
         "--config", "train={steps: 12, batch_size: 1, checkpoint_every: 2, log_every: 1}",
+        "model={space: {G: 8}}",
         "--cores", "2", "--resources", "gpu=1", "--", "results/pong/seed0/model.pt",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    output = open(tmp_path / "first_run.txt", "w")
+    proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list_checkpoints(run / "checkpoints"):
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert proc.poll() is None, (tmp_path / "first_run.txt").read_text()[-3000:]
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
+    output.close()
     assert not (run / "model.pt").exists()
     kept = list_checkpoints(run / "checkpoints")
     assert kept and kept[-1][0] < 12
