@@ -429,18 +429,10 @@ class Detector:
         if len(b_idx) == 0:
             z_what = np.zeros((0, 0), np.float32)
         elif fg is not None:
-            from spacemoc.model.glimpse import extract_glimpses_at
-
             size = self.model.config.glimpse_size
-            b_t = torch.from_numpy(b_idx).to(x.device)
-            w_t = torch.from_numpy(where).to(x.device)
-            codes = []
-            for b_chunk, w_chunk in zip(
-                b_t.split(GLIMPSE_CHUNK), w_t.split(GLIMPSE_CHUNK), strict=True
-            ):
-                glimpses = extract_glimpses_at(x, b_chunk, w_chunk, size)  # (m,3,g,g)
-                codes.append(fg.z_what_net.mean(glimpses))
-            z_what = torch.cat(codes).float().cpu().numpy()
+            glimpses = _glimpses(x, b_idx, torch.from_numpy(where).to(x.device), size)
+            z_what = torch.cat([fg.z_what_net.mean(g) for g in glimpses.split(GLIMPSE_CHUNK)])
+            z_what = z_what.float().cpu().numpy()
         else:
             z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]
         return prob, b_idx, c_idx, boxes, z_what
@@ -480,6 +472,35 @@ class Detector:
         return self.labels[index]
 
     to_ox4rl = staticmethod(to_ox4rl)
+
+
+def _glimpses(images, b_idx: np.ndarray, where, size: int):
+    """Glimpses (M,C,size,size) of cells `where` (M,4) of images[b_idx], b_idx sorted.
+
+    One grid_sample over the batch: each image's glimpse grids are stacked along the height and
+    padded to the largest count, so no image is copied per glimpse (the reference, and
+    `images[b_idx]`, copy the whole frame for every glimpse). grid_sample is pointwise in the
+    grid, so the values equal per-glimpse sampling exactly.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from spacemoc.model.glimpse import glimpse_theta
+
+    B, C = images.shape[:2]
+    M = len(b_idx)
+    counts = np.bincount(b_idx, minlength=B)
+    rank = np.arange(M) - np.repeat(np.cumsum(counts) - counts, counts)  # index within image
+    m_max = int(counts.max())
+    grid = F.affine_grid(glimpse_theta(where), [M, C, size, size], align_corners=True)
+    padded = grid.new_zeros(B, m_max, size, size, 2)
+    b_t, r_t = torch.from_numpy(b_idx).to(grid.device), torch.from_numpy(rank).to(grid.device)
+    padded[b_t, r_t] = grid
+    out = F.grid_sample(
+        images, padded.view(B, m_max * size, size, 2), align_corners=True
+    )  # (B,C,m_max*size,size)
+    out = out.view(B, C, m_max, size, size).transpose(1, 2)  # (B,m_max,C,size,size)
+    return out[b_t, r_t]  # (M,C,size,size)
 
 
 # ----------------------------------------------------------------------- classifiers

@@ -353,3 +353,17 @@ def test_cuda_matches_cpu(model, classifier, io):
         a, b = as_array(a)[0], as_array(b)[0]
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_batched_glimpses_equal_per_glimpse_sampling():
+    from spacemoc.detector import _glimpses
+    from spacemoc.model.glimpse import extract_glimpses_at
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 128, 128, generator=gen)
+    b_idx = np.array([0, 0, 0, 2, 2, 4])
+    where = torch.rand(6, 4, generator=gen) * torch.tensor([0.5, 0.5, 2, 2]) - torch.tensor(
+        [0, 0, 1, 1]
+    )
+    ours = _glimpses(images, b_idx, where, 32)
+    assert torch.equal(ours, extract_glimpses_at(images, torch.from_numpy(b_idx), where, 32))
