@@ -46,7 +46,7 @@ def env_frames(game: str, n: int, seed: int = 0, skip: int = 60) -> np.ndarray:
     return np.stack(frames)
 
 
-def fixture_detector(device):
+def fixture_detector(device, threshold: float = 0.5):
     from sklearn.cluster import KMeans
 
     from spacemoc.classifier import ZWhatClassifier
@@ -64,7 +64,8 @@ def fixture_detector(device):
         centroids=km.cluster_centers_,
         centroid_labels=np.array(game.relevant_indices),
     )
-    return Detector(load_checkpoint(FIXTURE / "checkpoint.pth"), clf, device=device)
+    model = load_checkpoint(FIXTURE / "checkpoint.pth")
+    return Detector(model, clf, device=device, threshold=threshold)
 
 
 def peak_rss_mb() -> float:
@@ -93,6 +94,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--trust", action="store_true", help="allow a pickled reference classifier")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="presence threshold (default 0.5); with the fixture, e.g. 0.99 leaves a handful of "
+        "objects per frame, like a trained model",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -101,12 +109,14 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     if args.run is not None:
-        det = Detector.load(args.run, device=args.device, trust=args.trust)
+        det = Detector.load(
+            args.run, device=args.device, trust=args.trust, threshold=args.threshold
+        )
         source = str(args.run)
     else:
         if not (FIXTURE / "checkpoint.pth").is_file():
             raise SystemExit(f"no --run given and no fixture at {FIXTURE}")
-        det = fixture_detector(args.device)
+        det = fixture_detector(args.device, args.threshold)
         source = "fixture checkpoint (untrained weights)"
     frames = env_frames(det.game, args.frames)
     print(f"detector: {source}; {det}")

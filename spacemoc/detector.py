@@ -255,6 +255,7 @@ class Detector:
         if hasattr(model, "eval"):
             model.eval()
         self._game = get_game(self.game)
+        self._pool = None  # resize threads, made on the first big batch
         # The detection path calls the encoders of a spacemoc Space directly (see _cells).
         fg = getattr(model, "fg_module", None)
         self._fg = fg if hasattr(fg, "img_encoder") and hasattr(fg, "z_what_net") else None
@@ -361,14 +362,25 @@ class Detector:
 
     def detect_batch(self, frames) -> list[list[Detection]]:
         """Frames (B,210,160,3) uint8 RGB (an array or a list of frames) -> a list per frame."""
-        from spacemoc.data.preprocess import preprocess_frames
-
         frames = check_frames(frames)
         out: list[list[Detection]] = []
         for start in range(0, len(frames), self.batch_size):
-            images = preprocess_frames(frames[start : start + self.batch_size])
+            images = self._preprocess(frames[start : start + self.batch_size])
             out.extend(self._detect_images(images))
         return out
+
+    def _preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """The training resize (spacemoc.data.preprocess_frame, PIL Lanczos) of each frame; big
+        batches on two threads (PIL releases the GIL while it resizes)."""
+        from spacemoc.data.preprocess import preprocess_frame, preprocess_frames
+
+        if len(frames) < 8:
+            return preprocess_frames(frames)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="spacemoc-resize")
+        return np.stack(list(self._pool.map(preprocess_frame, frames)))
 
     def detect_preprocessed(self, images) -> list[list[Detection]]:
         """Images already resized by `spacemoc.data.preprocess_frame(s)` (B,128,128,3) uint8

@@ -367,3 +367,14 @@ def test_batched_glimpses_equal_per_glimpse_sampling():
     )
     ours = _glimpses(images, b_idx, where, 32)
     assert torch.equal(ours, extract_glimpses_at(images, torch.from_numpy(b_idx), where, 32))
+
+
+def test_detector_resize_is_the_training_resize():
+    """Batches are resized on threads; the bytes are those of spacemoc.data.preprocess_frame."""
+    from spacemoc.data import preprocess_frame
+
+    det = Detector(FakeModel(), ArgmaxClassifier(), device="cpu")
+    frames = np.random.default_rng(1).integers(0, 256, (9, 210, 160, 3), dtype=np.uint8)
+    expected = np.stack([preprocess_frame(f) for f in frames])
+    np.testing.assert_array_equal(det._preprocess(frames), expected)  # threaded
+    np.testing.assert_array_equal(det._preprocess(frames[:3]), expected[:3])
