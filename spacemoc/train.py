@@ -263,12 +263,20 @@ def _load_latest_checkpoint(directory: Path) -> dict | None:
     return None
 
 
+# Settings that do not change the numbers (windowed and dense compositing agree).
+_RESUME_MAY_CHANGE = {"compositing"}
+
+
 def _check_resumable(state: dict, expected: dict) -> None:
     """A checkpoint from another configuration must not be continued silently."""
     for key, value in expected.items():
         saved = state.get(key)
         if isinstance(value, dict) and isinstance(saved, dict):
-            differ = sorted(k for k in set(value) | set(saved) if value.get(k) != saved.get(k))
+            differ = sorted(
+                k
+                for k in set(value) | set(saved)
+                if value.get(k) != saved.get(k) and k not in _RESUME_MAY_CHANGE
+            )
             if differ:
                 details = ", ".join(f"{k}: {saved.get(k)!r} -> {value.get(k)!r}" for k in differ)
                 raise ValueError(
@@ -553,9 +561,7 @@ def train(
             path, model, game=get_game(game).name, labels=dataset.labels, step=step, extra=extra
         )
 
-    params = [
-        p for group in (optimizer_fg, optimizer_bg) for g in group.param_groups for p in g["params"]
-    ]
+    params = [p for p in model.parameters() if p.requires_grad]  # clipped together
     clip_norm = identity["clip_norm"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     began = time.perf_counter()

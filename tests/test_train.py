@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from spacemoc.train import build_configs, list_checkpoints, train
 
@@ -262,11 +263,13 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     data.parent.mkdir(parents=True)
     data.write_bytes(pong_data.read_bytes())
     run = tmp_path / "results/pong/seed0"
+    workflow_config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    workflow_config["train"] = {**TINY, "steps": 12}
+    workflow_config["model"] = {"space": {"G": 8}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(workflow_config))
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(tmp_path), "--configfile", str(REPO / "config/test.yaml"),
-        "--config", "train={steps: 12, batch_size: 1, checkpoint_every: 2, log_every: 1}",
-        "model={space: {G: 8}}",
+        "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
         "--cores", "2", "--resources", "gpu=1", "--", "results/pong/seed0/model.pt",
     ]  # fmt: skip
     output = open(tmp_path / "first_run.txt", "w")
