@@ -378,3 +378,28 @@ def test_detector_resize_is_the_training_resize():
     expected = np.stack([preprocess_frame(f) for f in frames])
     np.testing.assert_array_equal(det._preprocess(frames), expected)  # threaded
     np.testing.assert_array_equal(det._preprocess(frames[:3]), expected[:3])
+
+
+@needs_fixture
+def test_cli_detect(tmp_path, model, classifier, capsys):
+    from spacemoc.cli import main
+    from spacemoc.model import save_checkpoint
+
+    save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=PONG.labels, step=0)
+    classifier.save(tmp_path / "classifier.npz")
+    png = tmp_path / "detections.png"
+    args = ["detect", "--run", str(tmp_path), "--frames", "2", "--skip", "5", "--threads", "2"]
+    assert main([*args, "--draw", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "frame 0:" in out and "frame 1:" in out and png.stat().st_size > 0
+    assert main([*args, "--track"]) == 0
+    assert " #0 at (" in capsys.readouterr().out
+
+
+def test_cli_detect_bad_input(tmp_path, capsys):
+    from spacemoc.cli import main
+
+    assert main(["detect", "--run", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["detect", "--run", str(tmp_path), "--frames", "0"]) == 2
+    assert "--frames must be >= 1" in capsys.readouterr().err

@@ -201,3 +201,26 @@ def test_track_sequence_resets_between_sequences():
     first = track_sequence(frames, det, tracker)
     second = track_sequence(frames, det, tracker)
     assert first == second and {h[0] for f in first for h in f} == {0}
+
+
+def test_cli_track_with_a_real_detector(tmp_path, compat_fixture, capsys):
+    """`spacemoc track` end to end: fixture weights, a tiny tracking split (black frames)."""
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.cli import main
+    from spacemoc.games import get_game
+    from spacemoc.model import load_checkpoint, save_checkpoint
+
+    labels = get_game("pong").labels
+    model = load_checkpoint(compat_fixture / "checkpoint.pth")
+    save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=labels, step=0)
+    clf = ZWhatClassifier("nn", "pong", labels, np.eye(2, 32), np.array([1, 4]))
+    clf.save(tmp_path / "classifier.npz")
+    write_tracking_h5(tmp_path / "tracking.h5", n_seq=1, T=6)
+    out = tmp_path / "tracking.csv"
+    argv = ["track", "--run", str(tmp_path / "model.pt"), "--data", str(tmp_path / "tracking.h5")]
+    assert main([*argv, "--out", str(out), "--threads", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with open(out) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["subset"] == "relevant" and int(float(row["num_objects"])) == 12
+    assert -1e9 < float(row["mota"]) <= 1 and 0 <= float(row["idf1"]) <= 1
