@@ -16,7 +16,6 @@ rule tracking:
         "results/{game}/benchmarks/tracking_seed{seed}.tsv"
     threads: config["threads"]
     params:
-        device=config["train"].get("device", "auto"),
         # Tracker settings (max_missed, max_distance, appearance_weight): library defaults
         # unless the config has a `tracking` section.
         tracker=config.get("tracking", {}),

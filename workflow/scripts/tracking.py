@@ -9,7 +9,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.model,
         snakemake.output[0],
         classifier=snakemake.input.classifier,
-        device=snakemake.params.device,
+        device=None,  # CUDA when the job's machine has it, else the CPU
         threads=snakemake.threads,
         **snakemake.params.tracker,
     )
