@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "slurm"))
 from slurm_cluster import SlurmCluster, ensure_installed  # noqa: E402
 
+# Minutes (the tiny workflow twice, ~15 s of SLURM overhead per job); `.ci/run` runs slow tests too.
+pytestmark = pytest.mark.slow
+
 TARGETS = ("results/pong/eval.csv", "results/summary.csv")
 SLURM_TEST_FLAGS = (
     "--slurm-status-command", "squeue",

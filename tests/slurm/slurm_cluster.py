@@ -65,7 +65,7 @@ ReturnToService=2
 # The declared node (CPUs, memory, a GPU) wins over what slurmd detects.
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} Gres={gres} State=UNKNOWN
+NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb}{gres} State=UNKNOWN
 PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -140,7 +140,7 @@ class SlurmCluster:
         if not key.exists():
             key.write_bytes(os.urandom(1024))
             os.chmod(key, 0o400)
-        gres = f"gpu:{self.gpus}" if self.gpus else "(null)"
+        gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
         values = dict(
             node=self.node,
             root=self.root,
