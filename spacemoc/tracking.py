@@ -93,6 +93,7 @@ class Tracker:
         appearance_weight: float = 0.3,
         label_penalty: float = 0.5,
         velocity_momentum: float = 0.0,
+        reid_frames: int = 30,
     ):
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
@@ -102,16 +103,20 @@ class Tracker:
             raise ValueError(f"appearance_weight must be in [0, 1], got {appearance_weight}")
         if not 0.0 <= velocity_momentum < 1.0:
             raise ValueError(f"velocity_momentum must be in [0, 1), got {velocity_momentum}")
+        if reid_frames < 0:
+            raise ValueError(f"reid_frames must be >= 0, got {reid_frames}")
         self.max_missed = max_missed
         self.max_distance = float(max_distance)
         self.appearance_weight = float(appearance_weight)
         self.label_penalty = float(label_penalty)
         self.velocity_momentum = float(velocity_momentum)
+        self.reid_frames = int(reid_frames)
         self.reset()
 
     def reset(self) -> None:
         """Forget every track (new episode); ids start again from 0."""
         self.tracks: list[Track] = []
+        self.lost: list[Track] = []  # dropped tracks kept `reid_frames` for re-identification
         self._next_id = 0
         self.frame = 0
 
@@ -160,21 +165,62 @@ class Tracker:
                     self._continue(self.tracks[i], detections[j])
                     matched_t.add(i)
                     matched_d.add(j)
+        unmatched_d = [j for j in range(len(detections)) if j not in matched_d]
+        revived = self._reidentify(detections, unmatched_d, matched_t)
         survivors = []
         for i, t in enumerate(self.tracks):
-            if i not in matched_t:
+            if i not in matched_t and t.id not in revived:
                 t.missed += 1
                 if t.missed > self.max_missed:
+                    self.lost.append(t)
                     continue
                 t.x += t.dx  # coast on the velocity so the track can be found again
                 t.y += t.dy
             survivors.append(t)
-        for j, d in enumerate(detections):
-            if j not in matched_d:
-                survivors.append(self._new_track(d))
+        survivors += [t for t in self.lost if t.id in revived]
+        self.lost = [
+            t
+            for t in self.lost
+            if t.id not in revived and t.missed - self.max_missed < self.reid_frames
+        ]
+        for t in self.lost:
+            t.missed += 1
+        for j in unmatched_d:
+            if j not in revived.values():
+                survivors.append(self._new_track(detections[j]))
         self.tracks = survivors
         self.frame += 1
         return self.active
+
+    def _reidentify(self, detections, unmatched_d, matched_t) -> dict[int, int]:
+        """Unique-label re-identification: a detection left over by the assignment whose label
+        no other detection of the frame has, and exactly one unmatched or recently lost track
+        of that label, continue that track (Atari objects teleport: a ball served again, a
+        paddle reset). Returns {track id: detection index}."""
+        if not unmatched_d:
+            return {}
+        label_count = Counter(d.label for d in detections)
+        candidates = [t for i, t in enumerate(self.tracks) if i not in matched_t] + self.lost
+        revived = {}
+        for j in unmatched_d:
+            d = detections[j]
+            if label_count[d.label] != 1:
+                continue
+            same = [t for t in candidates if t.label == d.label]
+            if len(same) != 1:
+                continue
+            t = same[0]
+            t.x, t.y, t.w, t.h = float(d.x), float(d.y), float(d.w), float(d.h)
+            t.dx = t.dy = 0.0  # a jump, not a motion
+            t.score = float(getattr(d, "score", 1.0))
+            code = _unit(getattr(d, "z_what", None))
+            if code is not None:
+                t.z_what = code
+            t.label_votes[d.label] += 1
+            t.hits += 1
+            t.missed = 0
+            revived[t.id] = j
+        return revived
 
     def _new_track(self, d) -> Track:
         t = Track(
@@ -368,6 +414,46 @@ def evaluate_tracking(
     metrics = mot_metrics(sequences)
     write_metrics_csv(out_csv, {"subset": "relevant", **metrics})
     return metrics
+
+
+def ground_truth_tracking(
+    tracking_h5, *, drop: float = 0.0, seed: int = 0, **tracker_kwargs
+) -> dict[str, float]:
+    """The tracker alone: OCAtari's objects of the tracking split as detections (no ids), each
+    dropped with probability `drop`. An upper bound of what detector + tracker can reach."""
+    from spacemoc.data import read_table
+    from spacemoc.games import get_game
+
+    if not 0.0 <= drop < 1.0:
+        raise ValueError(f"drop must be in [0, 1), got {drop}")
+    import h5py
+
+    with h5py.File(tracking_h5, "r") as f:
+        game = get_game(str(f.attrs["game"]))
+        T = f["frames"].shape[1]
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for rows in read_table(tracking_h5, "objects"):
+        gt = _gt_frames(rows, game, T)
+        tracker, seq = Tracker(**tracker_kwargs), []
+        for frame in gt:
+            dets = [
+                _Box(game.labels[key[0]] if isinstance(key, tuple) else "object", *box)
+                for key, box in frame
+                if rng.random() >= drop
+            ]
+            seq.append((frame, [(t.id, (t.x, t.y, t.w, t.h)) for t in tracker.update(dets)]))
+        sequences.append(seq)
+    return mot_metrics(sequences)
+
+
+@dataclass
+class _Box:
+    label: str
+    x: float
+    y: float
+    w: float
+    h: float
 
 
 def write_metrics_csv(path, metrics: dict) -> None:

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from spacemoc.detector import Detection
-from spacemoc.tracking import Tracker, evaluate_tracking, mot_metrics, track_sequence
+from spacemoc.tracking import (
+    Tracker,
+    evaluate_tracking,
+    ground_truth_tracking,
+    mot_metrics,
+    track_sequence,
+)
 
 
 def moving_boxes(n_frames=30):
@@ -74,10 +80,34 @@ def test_track_survives_missed_frames_then_is_dropped():
     # "c" is missing in frames 5-7 (3 frames): with max_missed=3 it keeps its id.
     ids = run(Tracker(max_missed=3), frames, drop=lambda t, k: k == "c" and 5 <= t <= 7)
     assert ids[4]["c"] == ids[8]["c"] == ids[19]["c"]
-    # Missing 4 frames with max_missed=3: the old track is gone, a new id starts.
-    ids = run(Tracker(max_missed=3), frames, drop=lambda t, k: k == "c" and 5 <= t <= 8)
+    # Missing 4 frames with max_missed=3: the old track is gone, a new id starts...
+    gone = lambda t, k: k == "c" and 5 <= t <= 8  # noqa: E731
+    ids = run(Tracker(max_missed=3, reid_frames=0), frames, drop=gone)
     assert ids[9]["c"] != ids[4]["c"]
     assert ids[9]["c"] == ids[19]["c"]
+    # ...unless re-identified: "c" is the only Player, its lost track is the only candidate.
+    ids = run(Tracker(max_missed=3, reid_frames=5), frames, drop=gone)
+    assert ids[9]["c"] == ids[4]["c"] == ids[19]["c"]
+
+
+def test_unique_label_reidentification_after_a_jump():
+    """Pong serves the ball again from the centre: far beyond the gate, same object."""
+    tracker = Tracker(max_missed=2, max_distance=20, reid_frames=30)
+    ball = lambda x, y: Detection("Ball", x, y, 2, 4, 0.9)  # noqa: E731
+    paddle = lambda y: Detection("Player", 140, y, 4, 15, 0.9)  # noqa: E731
+    first = {t.label: t.id for t in tracker.update([ball(150, 40), paddle(100)])}
+    for _ in range(10):  # the ball is out for 10 frames: its track is dropped, kept as lost
+        tracker.update([paddle(100)])
+    assert [t.label for t in tracker.lost] == ["Ball"]
+    again = {t.label: t.id for t in tracker.update([ball(80, 110), paddle(100)])}
+    assert again == first and not tracker.lost
+    (revived,) = [t for t in tracker.active if t.label == "Ball"]
+    assert (revived.dx, revived.dy) == (0, 0)  # a jump is not a velocity
+    # Two balls at once: ambiguous, no re-identification.
+    for _ in range(10):
+        tracker.update([paddle(100)])
+    out = tracker.update([ball(80, 110), ball(20, 60), paddle(100)])
+    assert first["Ball"] not in {t.id for t in out}
 
 
 def test_appearance_resolves_an_exchange_of_positions():
@@ -143,6 +173,8 @@ def test_bad_tracker_arguments():
         Tracker(appearance_weight=2)
     with pytest.raises(ValueError, match="max_distance"):
         Tracker(max_distance=0)
+    with pytest.raises(ValueError, match="reid_frames"):
+        Tracker(reid_frames=-1)
 
 
 class GroundTruthDetector:
@@ -224,3 +256,17 @@ def test_cli_track_with_a_real_detector(tmp_path, compat_fixture, capsys):
         (row,) = list(csv.DictReader(f))
     assert row["subset"] == "relevant" and int(float(row["num_objects"])) == 12
     assert -1e9 < float(row["mota"]) <= 1 and 0 <= float(row["idf1"]) <= 1
+
+
+def test_ground_truth_tracking_is_perfect_on_clean_boxes(tmp_path, capsys):
+    from spacemoc.cli import main
+
+    write_tracking_h5(tmp_path / "tracking.h5", n_seq=2, T=12)
+    m = ground_truth_tracking(tmp_path / "tracking.h5")
+    assert m["mota"] == 1.0 and m["idf1"] == 1.0 and m["num_objects"] == 48
+    dropped = ground_truth_tracking(tmp_path / "tracking.h5", drop=0.25, seed=1)
+    assert dropped["num_misses"] > 0 and dropped["mota"] < 1
+    assert main(["track", "--data", str(tmp_path / "tracking.h5"), "--ground-truth"]) == 0
+    assert "mota=1" in capsys.readouterr().out
+    assert main(["track", "--data", str(tmp_path / "tracking.h5")]) == 2
+    assert "--run and --out are needed" in capsys.readouterr().err

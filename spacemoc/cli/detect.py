@@ -36,10 +36,18 @@ def register(subparsers) -> None:
         help="MOTA and IDF1 of detector + tracker on the tracking split -> tracking.csv",
         description=_track.__doc__,
     )
-    p.add_argument("--run", required=True, type=Path, help="run folder or model.pt")
+    p.add_argument("--run", type=Path, help="run folder or model.pt")
     p.add_argument("--classifier", type=Path, help="classifier.npz (default: beside model.pt)")
     p.add_argument("--data", required=True, type=Path, help="tracking split, tracking.h5")
-    p.add_argument("--out", required=True, type=Path, help="tracking.csv to write")
+    p.add_argument("--out", type=Path, help="tracking.csv to write")
+    p.add_argument(
+        "--ground-truth",
+        action="store_true",
+        help="score the tracker alone on OCAtari's boxes (no --run; an upper bound)",
+    )
+    p.add_argument(
+        "--drop", type=float, default=0.0, help="--ground-truth: drop boxes with this probability"
+    )
     p.add_argument("--max-missed", type=int, default=3, help="frames a track survives unseen")
     p.add_argument("--max-distance", type=float, default=20.0, help="gate in pixels")
     p.add_argument("--appearance-weight", type=float, default=0.3, help="z_what weight in the cost")
@@ -125,8 +133,21 @@ def draw_detections(frames, detections, path, scale: int = 3) -> Path:
 
 def _track(args) -> int:
     """Run detector + tracker over the tracking split and score it with motmetrics."""
-    from spacemoc.tracking import evaluate_tracking
+    from spacemoc.tracking import evaluate_tracking, ground_truth_tracking, write_metrics_csv
 
+    tracker = dict(
+        max_missed=args.max_missed,
+        max_distance=args.max_distance,
+        appearance_weight=args.appearance_weight,
+    )
+    if args.ground_truth:
+        metrics = ground_truth_tracking(args.data, drop=args.drop, **tracker)
+        print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if args.out:
+            write_metrics_csv(args.out, {"subset": "relevant", **metrics})
+        return 0
+    if args.run is None or args.out is None:
+        raise ValueError("--run and --out are needed (or --ground-truth)")
     metrics = evaluate_tracking(
         args.data,
         args.run,
@@ -134,10 +155,8 @@ def _track(args) -> int:
         classifier=args.classifier,
         device=args.device,
         threads=args.threads,
-        max_missed=args.max_missed,
-        max_distance=args.max_distance,
-        appearance_weight=args.appearance_weight,
         max_sequences=args.sequences,
+        **tracker,
     )
     print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     print(f"wrote {args.out}")
