@@ -134,22 +134,24 @@ class Tracker:
         cent = np.array([(d.x + d.w / 2, d.y + d.h / 2) for d in detections], dtype=np.float64)
         dist = np.linalg.norm(pred[:, None, :] - cent[None, :, :], axis=-1) / self.max_distance
         cost = dist.copy()
-        det_codes = [_unit(getattr(d, "z_what", None)) for d in detections]
         if self.appearance_weight > 0:
-            for i, t in enumerate(self.tracks):
-                if t.z_what is None:
-                    continue
-                for j, code in enumerate(det_codes):
-                    if code is None or code.shape != t.z_what.shape:
-                        continue
-                    dissim = (1.0 - float(t.z_what @ code)) / 2  # in [0, 1]
-                    a = self.appearance_weight
-                    cost[i, j] = (1 - a) * dist[i, j] + a * dissim
-        labels_t = [t.label for t in self.tracks]
-        for j, d in enumerate(detections):
-            for i, lab in enumerate(labels_t):
-                if lab is not None and d.label != lab:
-                    cost[i, j] += self.label_penalty
+            t_codes = [t.z_what for t in self.tracks]
+            d_codes = [_unit(getattr(d, "z_what", None)) for d in detections]
+            dims = {c.shape for c in t_codes + d_codes if c is not None}
+            if len(dims) == 1:  # pairs where both sides have a code mix in appearance
+                (dim,) = dims
+                t_has = np.array([c is not None for c in t_codes])
+                d_has = np.array([c is not None for c in d_codes])
+                tm = np.stack([c if c is not None else np.zeros(dim) for c in t_codes])
+                dm = np.stack([c if c is not None else np.zeros(dim) for c in d_codes])
+                dissim = (1.0 - tm @ dm.T) / 2  # (T,D) cosine dissimilarity in [0, 1]
+                both = t_has[:, None] & d_has[None, :]
+                a = self.appearance_weight
+                cost = np.where(both, (1 - a) * dist + a * dissim, dist)
+        t_labels = np.array([t.label for t in self.tracks], dtype=object)
+        d_labels = np.array([d.label for d in detections], dtype=object)
+        differ = (t_labels[:, None] != d_labels[None, :]) & (t_labels[:, None] != None)  # noqa: E711
+        cost = cost + self.label_penalty * differ
         cost[dist > 1.0] = _INFEASIBLE
         return cost
 
