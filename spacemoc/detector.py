@@ -225,6 +225,9 @@ class Detector:
         if not game:
             raise ValueError("unknown game: neither model nor classifier names one; pass game=")
         self.game = get_game(str(game)).name
+        model_game = getattr(model, "game", None)
+        if model_game and get_game(str(model_game)).name != self.game:
+            raise ValueError(f"the model was trained on {model_game!r}, not {self.game!r}")
         clf_game = getattr(classifier, "game", None)
         if clf_game and get_game(str(clf_game)).name != self.game:
             raise ValueError(f"classifier is for {clf_game!r} but the model is for {self.game!r}")

@@ -291,6 +291,8 @@ def test_constructor_errors():
     model.game = None
     with pytest.raises(ValueError, match="pass game="):
         Detector(model, ArgmaxClassifier())
+    with pytest.raises(ValueError, match="trained on 'pong', not 'boxing'"):
+        Detector(FakeModel(), ArgmaxClassifier(), game="boxing")
     with pytest.raises(ValueError, match="threshold"):
         Detector(FakeModel(), ArgmaxClassifier(), threshold=1.5)
 
