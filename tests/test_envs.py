@@ -1,5 +1,7 @@
 """The gymnasium wrapper: OCAtari-like `.objects` from detector + tracker on a real ALE env."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,27 @@ def test_wrapping_ocatari_with_the_fixture_detector():
     assert "Player" in {o.category for o in env.ram_objects}  # RAM extraction kept
     assert len(env.detections) >= len(env.objects)
     env.close()
+
+
+@needs_fixture
+def test_example_agent_runs_on_both_sources(tmp_path):
+    import subprocess
+    import sys
+
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.games import get_game
+    from spacemoc.model import load_checkpoint, save_checkpoint
+
+    labels = get_game("pong").labels
+    model = load_checkpoint(FIXTURE / "checkpoint.pth")
+    save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=labels, step=0)
+    ZWhatClassifier("nn", "pong", labels, np.eye(3, 32), np.array([1, 2, 4])).save(
+        tmp_path / "classifier.npz"
+    )
+    script = Path(__file__).resolve().parents[1] / "examples" / "rl_with_detector.py"
+    for args in (["--ram", "--steps", "100"], ["--run", str(tmp_path), "--steps", "3"]):
+        out = subprocess.run(
+            [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "steps, " in out.stdout
