@@ -368,15 +368,14 @@ def evaluate_tracking(
     classifier=None,
     device=None,
     threads: int | None = None,
-    max_missed: int = 3,
-    max_distance: float = 20.0,
-    appearance_weight: float = 0.3,
     max_sequences: int | None = None,
+    **tracker_kwargs,
 ) -> dict[str, float]:
     """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
 
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
-    `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts. Ground truth:
+    `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
+    `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...). Ground truth:
     OCAtari's relevant objects inside the game's relevant area (the `relevant` subset).
     Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
     """
@@ -391,9 +390,7 @@ def evaluate_tracking(
     if threads:
         torch.set_num_threads(int(threads))
     detector = Detector.load(model, device=device, classifier=classifier)
-    tracker = Tracker(
-        max_missed=max_missed, max_distance=max_distance, appearance_weight=appearance_weight
-    )
+    tracker = Tracker(**tracker_kwargs)
     objects = read_table(tracking_h5, "objects")
     with h5py.File(tracking_h5, "r") as f:
         ds = f["frames"]
