@@ -375,8 +375,9 @@ def evaluate_tracking(
 
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
     `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
-    `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...). Ground truth:
-    OCAtari's relevant objects inside the game's relevant area (the `relevant` subset).
+    `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
+    Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
+    subset).
     Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
     """
     import h5py
