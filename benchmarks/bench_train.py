@@ -86,7 +86,7 @@ def setup(data: str, compositing: str, batch: int, threads: int):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer_fg.step()
         optimizer_bg.step()
-        return float(loss)
+        return float(loss.detach())
 
     frames = batch_data["frames"].shape[0] * batch_data["frames"].shape[1]
     return step, frames
