@@ -107,7 +107,9 @@ def _composite_inputs(B=2, N=16, scale=(0.05, 0.4), seed=0, depth_scale=1.0):
     return [t.requires_grad_() for t in (o, alpha, depth, z_where)]
 
 
-@pytest.mark.parametrize("scale,depth_scale", [((0.05, 0.4), 1.0), ((0.3, 1.0), 1.0), ((0.05, 0.2), 8)])
+@pytest.mark.parametrize(
+    "scale,depth_scale", [((0.05, 0.4), 1.0), ((0.3, 1.0), 1.0), ((0.05, 0.2), 8)]
+)
 def test_windowed_equals_dense(scale, depth_scale):
     results = []
     for fn in (composite_dense, composite_windowed):
@@ -147,13 +149,20 @@ def test_windowed_equals_dense_full_model():
 def test_glimpses_single_call_match_repeated_image():
     g = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 128, 128, generator=g)
-    z_where = torch.cat((torch.rand(2, 5, 2, generator=g), torch.rand(2, 5, 2, generator=g) * 2 - 1), -1)
+    z_where = torch.cat(
+        (torch.rand(2, 5, 2, generator=g), torch.rand(2, 5, 2, generator=g) * 2 - 1), -1
+    )
     ours = extract_glimpses(images, z_where, 32)
     # the reference's formulation: repeat each image once per cell
     rep = images.repeat_interleave(5, dim=0)
     s = z_where.reshape(10, 4)
     theta = torch.zeros(10, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = (
+        s[:, 0],
+        s[:, 1],
+        s[:, 2],
+        s[:, 3],
+    )
     grid = torch.nn.functional.affine_grid(theta, [10, 3, 32, 32], align_corners=True)
     ref = torch.nn.functional.grid_sample(rep, grid, align_corners=True)
     assert torch.equal(ours, ref)

@@ -231,15 +231,16 @@ class SpaceBg(nn.Module):
         z_mask = self.z_mask_0.expand(B, cfg.z_mask_dim)
         h = self.rnn_mask_h.expand(B, cfg.rnn_mask_hidden_dim)
         c = self.rnn_mask_c.expand(B, cfg.rnn_mask_hidden_dim)
-        z_masks, mask_posts, masks = [], [], []
+        z_masks, mask_posts = [], []
         for _ in range(K):
             h, c = self.rnn_mask(torch.cat((z_mask, x_enc), dim=1), (h, c))
             loc, scale = self.predict_mask(h)
             z_mask = Normal(loc, scale, validate_args=False).rsample()
             z_masks.append(z_mask)
             mask_posts.append((loc, scale))
-            masks.append(self.mask_decoder(z_mask))
-        masks = self.stick_breaking(torch.stack(masks, dim=1))  # (B, K, 1, H, W)
+        # the recurrence only needs the latents, so all K masks decode in one batched call
+        masks = self.mask_decoder(torch.stack(z_masks, dim=1).view(B * K, -1))
+        masks = self.stick_breaking(masks.view(B, K, 1, H, W))  # (B, K, 1, H, W)
 
         log_masks = torch.log(masks + 1e-5)
         comp_in = torch.cat((log_masks, x[:, None].expand(B, K, 3, H, W)), dim=2).view(

@@ -100,32 +100,46 @@ def composite_dense(y_att, alpha_att_hat, z_depth, z_where, height, width):
     return fg, alpha_map, importance_norm
 
 
-def _window(scale, centre, glimpse_size, n_pixels):
-    """Pixel window [start, start + S) covering every pixel a box's rendering can be non-zero at.
+# Window sizes (pixels) a cell's window is rounded up to; cells sharing a (height, width) pair are
+# rendered by one grid_sample call. Ratio ~1.5: at most ~2.25x the pixels of exact windows.
+WINDOW_LADDER = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def window_extents(scale, centre, glimpse_size, n_pixels):
+    """Per-cell pixel range [lo, lo + extent) where a box's rendering can be non-zero.
 
     With align_corners=True, pixel j sits at u = -1 + 2j/(n-1) and samples the glimpse at
     v = (u - t)/s; bilinear sampling with zero padding is non-zero only for v inside
     (-1 - 2/(g-1), 1 + 2/(g-1)). One pixel of slack on each side absorbs rounding.
-    Returns (start (M,) long, S int); S is the largest extent in the batch, at most n_pixels.
+    scale, centre (M,) -> lo (M,) long (may be < 0), extent (M,) long, clipped to n_pixels.
     """
     reach = scale * (1.0 + 2.0 / (glimpse_size - 1)) + _EPS_INV
     half = (n_pixels - 1) / 2.0
     lo = torch.floor((centre - reach + 1.0) * half) - 1
     hi = torch.ceil((centre + reach + 1.0) * half) + 1
-    extent = int((hi - lo).max().item()) + 1 if lo.numel() else 1
-    size = max(1, min(extent, n_pixels))
-    start = lo.clamp(0, n_pixels - size).long()
-    return start, size
+    lo = lo.clamp(-(2**30), 2**30).long()
+    hi = hi.clamp(-(2**30), 2**30).long()
+    extent = (hi.clamp(max=n_pixels - 1) - lo.clamp(min=0) + 1).clamp(min=1)
+    return lo, extent
 
 
-def window_sizes(
-    z_where: torch.Tensor, glimpse_size: int, height: int, width: int
-) -> tuple[int, int]:
-    """Window height and width composite_windowed would use for this z_where (B, N, 4)."""
+def _ladder_size(extent, n_pixels):
+    """Round extents up to the window ladder (capped at the image size): (M,) long."""
+    sizes = [s for s in WINDOW_LADDER if s < n_pixels] + [n_pixels]
+    ladder = torch.tensor(sizes, device=extent.device)
+    return ladder[torch.searchsorted(ladder, extent.clamp(max=n_pixels))]
+
+
+def window_sizes(z_where: torch.Tensor, glimpse_size: int, height: int, width: int):
+    """Distinct (window height, window width) pairs and their cell counts for z_where (B, N, 4)."""
     zw = z_where.detach().reshape(-1, 4)
-    _, sy = _window(zw[:, 1], zw[:, 3], glimpse_size, height)
-    _, sx = _window(zw[:, 0], zw[:, 2], glimpse_size, width)
-    return sy, sx
+    _, ey = window_extents(zw[:, 1], zw[:, 3], glimpse_size, height)
+    _, ex = window_extents(zw[:, 0], zw[:, 2], glimpse_size, width)
+    pairs = torch.stack((_ladder_size(ey, height), _ladder_size(ex, width)), dim=1)
+    keys, counts = pairs.unique(dim=0, return_counts=True)
+    return {
+        (int(a), int(b)): int(c) for (a, b), c in zip(keys.tolist(), counts.tolist(), strict=True)
+    }
 
 
 def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width):
@@ -133,54 +147,85 @@ def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width):
 
     y_att (B*N,3,g,g), alpha_att_hat (B*N,1,g,g), z_depth (B,N,1), z_where (B,N,4)
     -> fg (B,3,H,W), alpha_map (B,1,H,W).
+
+    Each cell is rendered inside its own window (its box's pixel range, rounded up to
+    WINDOW_LADDER); cells with equal window shapes share one grid_sample call. Per-pixel sums over
+    the cells run as index_add into a flat (B*H*W) canvas.
     """
     B, N = z_where.shape[:2]
     M = B * N
     g = y_att.shape[-1]
+    HW = height * width
+    dev, dtype = z_where.device, z_where.dtype
     zw = z_where.reshape(M, 4)
+    depth_factor = 100.0 * torch.sigmoid(-z_depth.reshape(M, 1))  # importance = alpha * this
+    glimpse = torch.cat((y_att, alpha_att_hat), dim=1)  # (M, 4, g, g)
+    inv_sx, inv_sy = 1 / (zw[:, 0] + _EPS_INV), 1 / (zw[:, 1] + _EPS_INV)
+    off_x, off_y = -zw[:, 2] / (zw[:, 0] + _EPS_INV), -zw[:, 3] / (zw[:, 1] + _EPS_INV)
+    lin_x = torch.linspace(-1, 1, width, device=dev, dtype=dtype)  # affine_grid's base grid
+    lin_y = torch.linspace(-1, 1, height, device=dev, dtype=dtype)
+
     with torch.no_grad():  # window placement is piecewise constant in z_where: no gradient
-        x0, Sx = _window(zw[:, 0].detach(), zw[:, 2].detach(), g, width)
-        y0, Sy = _window(zw[:, 1].detach(), zw[:, 3].detach(), g, height)
-        cols = x0[:, None] + torch.arange(Sx, device=zw.device)  # (M, Sx) pixel columns
-        rows = y0[:, None] + torch.arange(Sy, device=zw.device)  # (M, Sy) pixel rows
-        # the exact base-grid coordinates affine_grid uses for the full image
-        u = torch.linspace(-1, 1, width, device=zw.device, dtype=zw.dtype)[cols]
-        w = torch.linspace(-1, 1, height, device=zw.device, dtype=zw.dtype)[rows]
-        flat_index = (rows[:, :, None] * width + cols[:, None, :]).view(B, N * Sy * Sx)
-    # sampling positions inside the glimpse, as the reference's inverse theta maps them
-    inv_sx, inv_sy = 1 / (zw[:, 0:1] + _EPS_INV), 1 / (zw[:, 1:2] + _EPS_INV)
-    vx = u * inv_sx + (-zw[:, 2:3] / (zw[:, 0:1] + _EPS_INV))  # (M, Sx)
-    vy = w * inv_sy + (-zw[:, 3:4] / (zw[:, 1:2] + _EPS_INV))  # (M, Sy)
-    grid = torch.stack((vx[:, None, :].expand(M, Sy, Sx), vy[:, :, None].expand(M, Sy, Sx)), dim=-1)
-    rendered = F.grid_sample(torch.cat((y_att, alpha_att_hat), dim=1), grid, align_corners=True)
-    rendered = rendered.view(B, N, 4, Sy * Sx)
-    y_win, alpha_win = rendered[:, :, :3], rendered[:, :, 3]  # (B,N,3,S*S), (B,N,S*S)
-    # importance = alpha_att_hat * 100 * sigmoid(-depth); rendering is linear, so scale after it
-    importance = alpha_win * (100.0 * torch.sigmoid(-z_depth.reshape(B, N, 1)))
-    importance = importance.reshape(B, N * Sy * Sx)
+        zd = zw.detach()
+        lo_y, ext_y = window_extents(zd[:, 1], zd[:, 3], g, height)
+        lo_x, ext_x = window_extents(zd[:, 0], zd[:, 2], g, width)
+        size_y, size_x = _ladder_size(ext_y, height), _ladder_size(ext_x, width)
+        stride = max(WINDOW_LADDER) + 1
+        keys = size_y * stride + size_x
+        # cells sorted by window shape: each group is then a slice, and one gather (and one
+        # backward scatter) serves all groups, instead of a full-size zero tensor per group
+        order = torch.argsort(keys, stable=True)
+        group_keys, counts = torch.unique_consecutive(keys[order], return_counts=True)
+        group_keys, counts = group_keys.tolist(), counts.tolist()
+        lo_x, lo_y = lo_x[order], lo_y[order]
+        batch_of = torch.div(order, N, rounding_mode="floor")
+
+    per_cell = torch.stack((inv_sx, inv_sy, off_x, off_y, depth_factor[:, 0]), dim=1)[order]
+    splits = zip(
+        group_keys,
+        glimpse[order].split(counts),
+        per_cell.split(counts),
+        lo_x.split(counts),
+        lo_y.split(counts),
+        batch_of.split(counts),
+        strict=True,
+    )
+    rendered, indices = [], []
+    for key, glimpse_g, cell_g, x0, y0, b_g in splits:
+        Sy, Sx = divmod(key, stride)
+        m = glimpse_g.shape[0]
+        with torch.no_grad():
+            x0 = x0.clamp(0, width - Sx)
+            y0 = y0.clamp(0, height - Sy)
+            cols = x0[:, None] + torch.arange(Sx, device=dev)  # (m, Sx)
+            rows = y0[:, None] + torch.arange(Sy, device=dev)  # (m, Sy)
+            flat = rows[:, :, None] * width + cols[:, None, :] + (b_g * HW)[:, None, None]
+        # sampling positions inside the glimpse, as the reference's inverse theta maps them
+        vx = lin_x[cols] * cell_g[:, 0:1] + cell_g[:, 2:3]  # (m, Sx)
+        vy = lin_y[rows] * cell_g[:, 1:2] + cell_g[:, 3:4]  # (m, Sy)
+        grid = torch.stack((vx[:, None, :].expand(m, Sy, Sx), vy[:, :, None].expand(m, Sy, Sx)), -1)
+        out = F.grid_sample(glimpse_g, grid, align_corners=True)  # (m, 4, Sy, Sx)
+        out = torch.cat((out, out[:, 3:] * cell_g[:, 4, None, None, None]), dim=1)
+        rendered.append(out.permute(0, 2, 3, 1).reshape(m * Sy * Sx, 5))
+        indices.append(flat.reshape(-1))
+    rendered = torch.cat(rendered)  # (P, 5): y_att (3), alpha, importance per window pixel
+    index = torch.cat(indices)  # (P,) into the flat (B*H*W) canvas
+    importance = rendered[:, 4]
 
     with torch.no_grad():  # the softmax is shift invariant: the shift needs no gradient
         # per-pixel max over all N logits; cells not covering a pixel have logit 0
-        shift = importance.new_zeros(B, height * width)
-        shift.scatter_reduce_(1, flat_index, importance.detach(), reduce="amax", include_self=True)
-        shift_win = shift.gather(1, flat_index)
-        base = torch.exp(-shift)  # weight of a logit-0 cell, (B, H*W)
+        shift = importance.new_zeros(B * HW)
+        shift.scatter_reduce_(0, index, importance.detach(), reduce="amax", include_self=True)
+        shift_win = shift[index]
+        base = torch.exp(-shift)  # weight of a logit-0 cell, (B*H*W,)
         base_win = torch.exp(-shift_win)
-    weight = torch.exp(importance - shift_win)  # (B, N*S*S)
+    weight = torch.exp(importance - shift_win)  # (P,)
     # weight minus the weight of a logit-0 cell; expm1 keeps small logits exact, and the clamp keeps
     # the unused branch finite (a where() over an inf branch would give NaN gradients)
     excess = torch.where(
         importance > 1.0, weight - base_win, base_win * torch.expm1(importance.clamp(max=1.0))
     )
-    denom = (N * base).scatter_add(1, flat_index, excess)  # (B, H*W)
-    numer_y = importance.new_zeros(B, 3, height * width).scatter_add(
-        2,
-        flat_index[:, None].expand(B, 3, -1),
-        (y_win * weight.view(B, N, 1, Sy * Sx)).transpose(1, 2).reshape(B, 3, N * Sy * Sx),
-    )
-    numer_alpha = importance.new_zeros(B, height * width).scatter_add(
-        1, flat_index, alpha_win.reshape(B, -1) * weight
-    )
-    fg = (numer_y / denom[:, None]).view(B, 3, height, width)
-    alpha_map = (numer_alpha / denom).view(B, 1, height, width)
-    return fg, alpha_map
+    denom = (N * base).index_add(0, index, excess)  # (B*H*W,)
+    numer = importance.new_zeros(B * HW, 4).index_add(0, index, rendered[:, :4] * weight[:, None])
+    out = (numer / denom[:, None]).view(B, height, width, 4).permute(0, 3, 1, 2)
+    return out[:, :3], out[:, 3:]

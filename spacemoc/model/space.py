@@ -26,6 +26,12 @@ class Space(nn.Module):
         self.config = config if config is not None else SpaceConfig()
         self.fg_module = SpaceFg(self.config)
         self.bg_module = SpaceBg(self.config)
+        # Channels-last conv weights for the per-cell networks and the background: oneDNN then runs
+        # those convs (and GroupNorm) in NHWC without per-layer layout reorders, ~1.5x faster on
+        # CPU. The image encoder stays NCHW: no faster in NHWC, and its NCHW sums reproduce the
+        # reference's presence / where outputs more closely (fixture error 6e-6 instead of 6e-5).
+        for module in (self.fg_module.z_what_net, self.fg_module.glimpse_dec, self.bg_module):
+            module.to(memory_format=torch.channels_last)
         self.channel_order = "rgb"
         self.game: str | None = None
         self.labels: list[str] | None = None
