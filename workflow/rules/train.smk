@@ -1,18 +1,5 @@
 # Rules of the train stage.
-
-
-def train_config(wildcards):
-    """The config sections that shape a model: a change elsewhere must not retrain it."""
-    overrides = config.get("game_overrides", {})
-    return {
-        "train": config["train"],
-        "model": config.get("model", {}),
-        "game_overrides": (
-            {wildcards.game: overrides[wildcards.game]}
-            if wildcards.game in overrides
-            else {}
-        ),
-    }
+from spacemoc.cli.train import train_arguments
 
 
 # Checkpoints in results/{game}/seed{seed}/checkpoints/ are not outputs: Snakemake keeps them
@@ -31,6 +18,7 @@ rule train:
     resources:
         gpu=1,
     params:
-        config=train_config,
+        # train, model and this game's overrides: other config sections do not retrain
+        config=lambda wildcards: train_arguments(config, wildcards.game),
     script:
         "../scripts/train.py"
