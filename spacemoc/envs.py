@@ -160,8 +160,10 @@ class DetectedObjects(gym.Wrapper):
             obj.rgb = box_rgb(frame, *obj.xywh)  # the colour of the box the agent sees
             objects.append(obj)
             last[t.id] = obj.xy
-        # An object missed for a frame keeps its last position as prev_xy when it returns.
-        self._last_xy = {**self._last_xy, **last}
+        # An object missed for a frame keeps its last position as prev_xy when it returns;
+        # positions of tracks the tracker forgot are dropped.
+        alive = {t.id for t in self.tracker.tracks} | {t.id for t in self.tracker.lost}
+        self._last_xy = {k: v for k, v in {**self._last_xy, **last}.items() if k in alive}
         self.objects = objects
 
 
