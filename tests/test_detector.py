@@ -293,6 +293,11 @@ def test_constructor_errors():
         Detector(model, ArgmaxClassifier())
     with pytest.raises(ValueError, match="trained on 'pong', not 'boxing'"):
         Detector(FakeModel(), ArgmaxClassifier(), game="boxing")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Detector(FakeModel(), ArgmaxClassifier(), device="cuda")
+    with pytest.raises(ValueError, match="invalid device 'gpu0'"):
+        Detector(FakeModel(), ArgmaxClassifier(), device="gpu0")
     with pytest.raises(ValueError, match="threshold"):
         Detector(FakeModel(), ArgmaxClassifier(), threshold=1.5)
 
