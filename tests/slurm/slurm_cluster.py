@@ -27,9 +27,10 @@ from pathlib import Path
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 PARTITION = "debug"
-# The executor plugin only trusts `squeue` for job states when finished jobs stay visible for at
-# least 3x its first status-check delay; SLURM forgets finished jobs after MinJobAge seconds.
-MIN_JOB_AGE_S = 300
+# SLURM forgets finished jobs after MinJobAge seconds. The executor plugin only trusts `squeue` for
+# job states when that is at least 3x its first status-check delay, and the test lists every job of
+# a whole run with `squeue` after the run: an hour.
+MIN_JOB_AGE_S = 3600
 
 SLURM_CONF = """\
 ClusterName=spacemoc-test
