@@ -6,7 +6,9 @@ on 2 torch threads, for the windowed compositing (ours) and the dense one (the r
 formulation), in the same run.
 
 Time: the median of ``--steps`` timed steps after ``--warmup`` untimed ones, divided by the frames
-per step.
+per step. ``cpu s/frame`` is the process CPU time of a step divided by the frames and the threads:
+on a machine shared with other jobs it estimates the wall time the step would take alone (it
+equals ``s/frame`` when both threads are busy all the time and nothing else runs).
 
 Memory: each variant runs in its own fresh subprocess. The peak resident set size of that process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read once after the model, optimisers and batch
@@ -97,11 +99,12 @@ def child(args) -> None:
     baseline = peak_rss_mb()
     for i in range(args.warmup):
         step(i)
-    times = []
+    times, cpu_times = [], []
     for i in range(args.steps):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         step(args.warmup + i)
         times.append(time.perf_counter() - began)
+        cpu_times.append(time.process_time() - began_cpu)
     peak = peak_rss_mb() - baseline
     print(
         json.dumps(
@@ -110,6 +113,7 @@ def child(args) -> None:
                 "frames": frames,
                 "s_per_step": statistics.median(times),
                 "s_per_frame": statistics.median(times) / frames,
+                "cpu_s_per_frame": statistics.median(cpu_times) / frames / args.threads,
                 "peak_mb_per_frame": peak / frames,
                 "baseline_mb": baseline,
                 "steps": times,
@@ -167,11 +171,12 @@ def main() -> None:
     print(
         f"training step, batch {args.batch} x T=4, {args.threads} threads, median of {args.steps}"
     )
-    print(f"{'compositing':<12} {'s/step':>8} {'s/frame':>8} {'peak MB/frame':>14}")
+    header = ("compositing", "s/step", "s/frame", "cpu s/frame", "peak MB/frame")
+    print("{:<12} {:>8} {:>8} {:>12} {:>14}".format(*header))
     for r in results:
         print(
             f"{r['variant']:<12} {r['s_per_step']:>8.3f} {r['s_per_frame']:>8.3f} "
-            f"{r['peak_mb_per_frame']:>14.1f}"
+            f"{r['cpu_s_per_frame']:>12.3f} {r['peak_mb_per_frame']:>14.1f}"
         )
     print("reference (issue 3): 1.9 s/frame, 900 MB/frame; target <= 0.4 s, <= 250 MB per frame")
 
