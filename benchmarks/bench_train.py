@@ -7,8 +7,8 @@ formulation), in the same run.
 
 Time: the median of ``--steps`` timed steps after ``--warmup`` untimed ones, divided by the frames
 per step. ``cpu s/frame`` is the process CPU time of a step divided by the frames and the threads:
-on a machine shared with other jobs it estimates the wall time the step would take alone (it
-equals ``s/frame`` when both threads are busy all the time and nothing else runs).
+on a machine shared with other jobs it is a lower bound of the wall time the step would take
+alone (equal to ``s/frame`` when every thread is busy all the time and nothing else runs).
 
 Memory: each variant runs in its own fresh subprocess. The peak resident set size of that process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read once after the model, optimisers and batch
