@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 # Not `from tests...`: ocatari installs a top-level `tests` package that can shadow ours.
 REPO = Path(__file__).resolve().parents[1]
@@ -205,18 +206,22 @@ def test_outputs_match_a_local_run(runs):
 
 
 def test_gpu_request_can_be_switched_off(cluster, runs, tmp_path):
-    """`--set-resources train:gpu=0` submits training without a GPU (CPU-only clusters).
-
-    A second seed with a one-step budget keeps this to one short SLURM job.
-    """
+    """`gpu: 0` for train and latents in the profile submits them without a GPU (CPU-only
+    clusters, docs/cluster.md). A second seed with a one-step budget keeps this to one short job."""
     _, on_slurm, _ = runs
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["set-resources"]["train"]["gpu"] == 1
+    for rule in ("train", "latents"):
+        profile["set-resources"][rule]["gpu"] = 0
+    cpu_only = tmp_path / "cpu_only"
+    cpu_only.mkdir()
+    (cpu_only / "config.yaml").write_text(yaml.safe_dump(profile))
     one_step = tmp_path / "one_step.yaml"
     one_step.write_text("seeds: [1]\ntrain: {steps: 1}\n")
     result = snakemake(
         on_slurm,
-        "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        "--workflow-profile", str(cpu_only),
         *SLURM_TEST_FLAGS,
-        "--set-resources", "train:gpu=0",
         "--", "results/pong/seed1/model.pt",
         env=cluster.env(),
         extra_config=[one_step],
@@ -227,3 +232,5 @@ def test_gpu_request_can_be_switched_off(cluster, runs, tmp_path):
     shown = cluster.run("scontrol", "--oneliner", "show", "job", str(next(iter(jobs))))
     assert "JobState=COMPLETED" in shown
     assert "gpu" not in shown, shown
+    # The rest of the profile's train resources still apply.
+    assert f"MinMemoryNode={profile['set-resources']['train']['mem_mb']}M" in shown, shown
