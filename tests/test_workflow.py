@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 DESIGN_COLUMNS = (
     "game,model,seed,subset,precision,recall,f_score,ap_avg,ap_0.5,count_accuracy,"
