@@ -60,21 +60,3 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
 def test_tiny_workflow_is_up_to_date_after_a_run(tiny_run):
     result = snakemake(tiny_run, "-n", "--", "results/pong/eval.csv")
     assert "Nothing to be done" in result.stdout + result.stderr
-
-
-def test_dry_run_summary_three_games_shows_one_chain_per_game(tmp_path):
-    result = snakemake(
-        tmp_path, "-n", "--config", "games=[pong,boxing,skiing]", "seeds=[0]", "--",
-        "results/summary.csv",
-    )  # fmt: skip
-    out = result.stdout
-    for game in ("pong", "boxing", "skiing"):
-        for path in (
-            f"results/{game}/data/train.h5",
-            f"results/{game}/seed0/model.pt",
-            f"results/{game}/seed0/latents/test.h5",
-            f"results/{game}/seed0/classifier.joblib",
-            f"results/{game}/seed0/metrics.csv",
-            f"results/{game}/eval.csv",
-        ):
-            assert path in out, (path, out[-2000:])
