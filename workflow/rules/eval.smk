@@ -2,6 +2,12 @@
 # background-subtraction baseline and the figures. Definitions: docs/evaluation.md.
 
 
+# Table merges take a second: never worth a cluster job.
+localrules:
+    aggregate,
+    summary,
+
+
 rule latents:
     input:
         model="results/{game}/seed{seed}/model.pt",
