@@ -58,7 +58,7 @@ def setup(data: str, compositing: str, batch: int, threads: int):
     from spacemoc.data import AtariDataset, collate
     from spacemoc.model import Space
     from spacemoc.model.moc import MocLoss
-    from spacemoc.train import build_configs, seed_everything
+    from spacemoc.train import build_configs, make_optimizers, seed_everything, training_step
 
     torch.set_num_threads(threads)
     seed_everything(0)
@@ -68,26 +68,11 @@ def setup(data: str, compositing: str, batch: int, threads: int):
     batch_data = collate([dataset[i % len(dataset)] for i in range(batch)])
     model = Space(space_cfg)
     model.train()
-    optimizer_fg = torch.optim.RMSprop(model.fg_module.parameters(), lr=3e-5)
-    optimizer_bg = torch.optim.Adam(model.bg_module.parameters(), lr=1e-3)
+    optimizers = make_optimizers(model, lr_fg=3e-5, lr_bg=1e-3)
     moc = MocLoss(moc_cfg, grid=space_cfg.G)
 
     def step(global_step: int) -> float:
-        elbo_loss, log = model(batch_data["frames"], global_step=global_step)
-        moc_loss, _ = moc(
-            log,
-            batch_data["motion"],
-            batch_data["motion_z_pres"],
-            batch_data["motion_z_where"],
-            global_step=global_step,
-        )
-        loss = elbo_loss + moc_loss
-        optimizer_fg.zero_grad(set_to_none=True)
-        optimizer_bg.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer_fg.step()
-        optimizer_bg.step()
+        loss, *_ = training_step(model, moc, optimizers, batch_data, global_step, clip_norm=1.0)
         return float(loss.detach())
 
     frames = batch_data["frames"].shape[0] * batch_data["frames"].shape[1]

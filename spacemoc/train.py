@@ -445,6 +445,39 @@ class _Curves:
 # the stage
 
 
+def make_optimizers(model, lr_fg: float, lr_bg: float):
+    """The reference recipe: RMSprop for the foreground, Adam for the background."""
+    return (
+        torch.optim.RMSprop(model.fg_module.parameters(), lr=lr_fg),
+        torch.optim.Adam(model.bg_module.parameters(), lr=lr_bg),
+    )
+
+
+def training_step(model, moc, optimizers, batch_data: dict, step: int, clip_norm: float):
+    """One step: forward, MOC loss, backward, clipping of all parameters together, fg then bg
+    optimiser. Returns (loss, elbo_loss, moc_loss, space_log, moc_log)."""
+    frames = batch_data["frames"]  # (B,T,3,128,128)
+    if model.config.motion_input:  # the motion map as a 4th channel: (B,T,4,128,128)
+        frames = torch.cat([frames, batch_data["motion"].unsqueeze(2)], dim=2)
+    elbo_loss, log = model(frames, global_step=step)
+    moc_loss, moc_log = moc(
+        log,
+        batch_data["motion"],
+        batch_data["motion_z_pres"],
+        batch_data["motion_z_where"],
+        global_step=step,
+    )
+    loss = elbo_loss + moc_loss
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    for optimizer in optimizers:
+        optimizer.step()
+    return loss, elbo_loss, moc_loss, log, moc_log
+
+
 def train(
     data_path: str | Path,
     out_dir: str | Path,
@@ -502,8 +535,7 @@ def train(
     seed_everything(seed)
     model = Space(space_cfg).to(device)
     model.train()
-    optimizer_fg = torch.optim.RMSprop(model.fg_module.parameters(), lr=train_cfg["lr_fg"])
-    optimizer_bg = torch.optim.Adam(model.bg_module.parameters(), lr=train_cfg["lr_bg"])
+    optimizer_fg, optimizer_bg = make_optimizers(model, train_cfg["lr_fg"], train_cfg["lr_bg"])
     moc = MocLoss(moc_cfg, grid=space_cfg.G)
 
     start = 0
@@ -561,7 +593,6 @@ def train(
             path, model, game=get_game(game).name, labels=dataset.labels, step=step, extra=extra
         )
 
-    params = [p for p in model.parameters() if p.requires_grad]  # clipped together
     clip_norm = identity["clip_norm"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     began = time.perf_counter()
@@ -574,25 +605,10 @@ def train(
             batch_data = {k: v.to(device, non_blocking=True) for k, v in batch_data.items()}
             step_clock = time.perf_counter()
             data_time = step_clock - data_clock
-            frames = batch_data["frames"]  # (B,T,3,128,128)
-            batch, frames_per_sample = frames.shape[:2]
-            if space_cfg.motion_input:  # the motion map as a 4th channel: (B,T,4,128,128)
-                frames = torch.cat([frames, batch_data["motion"].unsqueeze(2)], dim=2)
-            elbo_loss, log = model(frames, global_step=step)
-            moc_loss, moc_log = moc(
-                log,
-                batch_data["motion"],
-                batch_data["motion_z_pres"],
-                batch_data["motion_z_where"],
-                global_step=step,
+            batch, frames_per_sample = batch_data["frames"].shape[:2]  # (B,T,3,128,128)
+            loss, elbo_loss, moc_loss, log, moc_log = training_step(
+                model, moc, (optimizer_fg, optimizer_bg), batch_data, step, clip_norm
             )
-            loss = elbo_loss + moc_loss
-            optimizer_fg.zero_grad(set_to_none=True)
-            optimizer_bg.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-            optimizer_fg.step()
-            optimizer_bg.step()
             sync()
             done = step + 1
             if not torch.isfinite(loss):
