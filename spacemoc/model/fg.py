@@ -18,9 +18,11 @@ from torch.utils.checkpoint import checkpoint
 
 from .annealing import linear_annealing
 from .config import SpaceConfig
-from .glimpse import composite_dense, composite_windowed, extract_glimpses
+from .glimpse import composite_dense, composite_windowed, extract_glimpses, window_pixels
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# rendered window pixels per recomputed compositing chunk (~60 bytes each while recomputed)
+RECOMPUTE_WINDOW_PIXELS = 3_000_000
 
 
 def _block(c_in, c_out, k, s, p, groups):
@@ -196,26 +198,37 @@ class SpaceFg(nn.Module):
             return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
         return torch.cat(outs)
 
-    def _composite_windowed(self, y_att, alpha_att_hat, z_depth, z_where, H, W, cells=512):
-        """composite_windowed; with ``recompute``, per chunk of images recomputed in backward
-        (images composite independently, so chunks give the same result)."""
+    def _composite_windowed(self, y_att, alpha_att_hat, z_depth, z_where, H, W):
+        """composite_windowed; with ``recompute``, over chunks of whole images, each recomputed in
+        backward (images composite independently, so chunks give the same result). A chunk holds
+        at most RECOMPUTE_WINDOW_PIXELS rendered pixels: small boxes (a trained model) composite
+        the whole batch in one call, the large boxes of a fresh model a few images at a time."""
         if not (self.recompute and torch.is_grad_enabled() and y_att.requires_grad):
             return composite_windowed(y_att, alpha_att_hat, z_depth, z_where, H, W)
         B, N = z_where.shape[:2]
-        per = max(1, cells // N)
+        pixels = window_pixels(z_where, y_att.shape[-1], H, W).tolist()
+        bounds, start, total = [], 0, 0
+        for i, p in enumerate(pixels):
+            if i > start and total + p > RECOMPUTE_WINDOW_PIXELS:
+                bounds.append((start, i))
+                start, total = i, 0
+            total += p
+        bounds.append((start, B))
         parts = [
             checkpoint(
                 composite_windowed,
-                y_att[i * N : (i + per) * N],
-                alpha_att_hat[i * N : (i + per) * N],
-                z_depth[i : i + per],
-                z_where[i : i + per],
+                y_att[a * N : b * N],
+                alpha_att_hat[a * N : b * N],
+                z_depth[a:b],
+                z_where[a:b],
                 H,
                 W,
                 use_reentrant=False,
             )
-            for i in range(0, B, per)
+            for a, b in bounds
         ]
+        if len(parts) == 1:
+            return parts[0]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def anneal(self, step: float) -> None:

@@ -142,6 +142,15 @@ def window_sizes(z_where: torch.Tensor, glimpse_size: int, height: int, width: i
     }
 
 
+def window_pixels(z_where: torch.Tensor, glimpse_size: int, height: int, width: int):
+    """Pixels composite_windowed renders per image: (B,) long, for z_where (B, N, 4)."""
+    B, N = z_where.shape[:2]
+    zw = z_where.detach().reshape(-1, 4)
+    _, ey = window_extents(zw[:, 1], zw[:, 3], glimpse_size, height)
+    _, ex = window_extents(zw[:, 0], zw[:, 2], glimpse_size, width)
+    return (_ladder_size(ey, height) * _ladder_size(ex, width)).view(B, N).sum(1)
+
+
 def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width):
     """Same result as composite_dense (within float rounding) without full-resolution glimpses.
 
