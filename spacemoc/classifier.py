@@ -21,13 +21,14 @@ scikit-learn estimator, for scikit-learn users; loading it unpickles, so ``load_
 from __future__ import annotations
 
 import csv
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from spacemoc.atomic import atomic_path
 
 FORMAT = "spacemoc-classifier/1"
 KINDS = ("nn", "ridge")
@@ -85,7 +86,7 @@ class ZWhatClassifier:
         for name in ("centroids", "centroid_labels", "coef", "intercept", "classes"):
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
-        _atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+        _atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
     @classmethod
     def load(cls, path: str | Path, game: str | None = None) -> ZWhatClassifier:
@@ -344,14 +345,7 @@ def write_label_csv(clf: ZWhatClassifier, path: str | Path) -> None:
     _atomic(path, write)
 
 
-def _atomic(path, write, suffix: str = "") -> None:
+def _atomic(path, write) -> None:
     """Write through ``write(tmp_path)`` and rename when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    try:
+    with atomic_path(path) as tmp:
         write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

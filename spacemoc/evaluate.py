@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from spacemoc.atomic import atomic_path
 
 COLUMNS = (
     "game",
@@ -68,15 +69,11 @@ def _cell(value) -> str:
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
     """Write rows with exactly ``COLUMNS`` (missing/NaN -> empty), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(COLUMNS)
         for row in rows:
             out.writerow([_cell(row.get(c)) for c in COLUMNS])
-    os.replace(tmp, path)
 
 
 def read_rows(path: str | Path) -> list[dict]:

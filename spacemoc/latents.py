@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from spacemoc.atomic import atomic_path
 from spacemoc.metrics import CENTRE_THRESHOLD, FRAME_SIZE, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
@@ -153,9 +153,7 @@ def compute_latents(
         infer_kwargs = {"present_only": True, "threshold": PRESENT}
     cells = model.config.G**2
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    try:
+    with atomic_path(out_path) as tmp:
         with h5py.File(data_path, "r") as src, h5py.File(tmp, "w") as dst:
             frames = src["frames"]
             datasets = {}
@@ -205,10 +203,6 @@ def compute_latents(
                 present_threshold=PRESENT,
                 z_what_all_cells=bool(all_cells or not infer_kwargs),
             )
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out_path
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spacemoc.atomic import atomic_path
+
 PLOTS = ("detections", "pr_curve", "latent_pca", "train_curves", "confusion")
 
 
@@ -20,13 +22,12 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
+    return Path(path)
 
 
 def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path, title=""):

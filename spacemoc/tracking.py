@@ -17,13 +17,13 @@ criterion of the detection precision/recall, spec §5.2), so the tiny Atari obje
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from spacemoc.atomic import atomic_path
 
 _INFEASIBLE = 1e6  # cost of a pair outside the gate; never kept after the assignment
 
@@ -458,11 +458,7 @@ class _Box:
 
 def write_metrics_csv(path, metrics: dict) -> None:
     """One-row CSV, written to a temporary name and renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(metrics))
         w.writeheader()
         w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in metrics.items()})
-    os.replace(tmp, path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import random
 import re
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spacemoc.atomic import atomic_path
 from spacemoc.config import validate_config
 from spacemoc.games import get_game
 from spacemoc.model.moc import MocConfig, MocLoss
@@ -424,12 +424,10 @@ class _Curves:
         if resume_step > 0 and path.exists():
             with open(path, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         self.handle = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.handle, fieldnames=CURVE_COLUMNS)
 
@@ -651,8 +649,7 @@ def train(
 
     model_path = out_dir / "model.pt"
     save(steps, model_path, periodic=False)
-    tmp = out_dir / "train_curves.csv.tmp"
-    shutil.copyfile(log_dir / "train_curves.csv", tmp)
-    os.replace(tmp, out_dir / "train_curves.csv")
+    with atomic_path(out_dir / "train_curves.csv") as tmp:
+        shutil.copyfile(log_dir / "train_curves.csv", tmp)
     print(f"wrote {model_path} after {steps} steps ({time.perf_counter() - began:.1f} s)")
     return model_path

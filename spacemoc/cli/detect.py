@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spacemoc.atomic import atomic_path
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -125,9 +127,8 @@ def draw_detections(frames, detections, path, scale: int = 3) -> Path:
             pen.rectangle(box, outline=(255, 0, 255), width=2)
             pen.text((box[0], max(box[1] - 11, 0)), f"{d.label} {d.score:.2f}", fill=(255, 255, 0))
         canvas.paste(img, (i * w * scale, 0))
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path
 
 

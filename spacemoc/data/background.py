@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from spacemoc.atomic import atomic_path
 from spacemoc.data.env import RandomAgent, make_env, random_steps, reset, step
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 
@@ -65,14 +65,10 @@ def save_background(img: np.ndarray, png_path: str | Path) -> tuple[Path, Path]:
     img = _check_background(np.asarray(img), png_path)
     png_path = Path(png_path)
     npy_path = png_path.with_suffix(".npy")
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_png = png_path.with_name(f".{png_path.name}.tmp")
-    tmp_npy = npy_path.with_name(f".{npy_path.name}.tmp")
-    Image.fromarray(img).save(tmp_png, format="PNG")
-    with open(tmp_npy, "wb") as handle:
+    with atomic_path(npy_path) as tmp_npy, open(tmp_npy, "wb") as handle:
         np.save(handle, img)
-    os.replace(tmp_npy, npy_path)
-    os.replace(tmp_png, png_path)
+    with atomic_path(png_path) as tmp_png:
+        Image.fromarray(img).save(tmp_png, format="PNG")
     return png_path, npy_path
 
 
