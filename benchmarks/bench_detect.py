@@ -46,7 +46,7 @@ def env_frames(game: str, n: int, seed: int = 0, skip: int = 60) -> np.ndarray:
     return np.stack(frames)
 
 
-def fixture_detector(device, threshold: float = 0.5):
+def fixture_detector(device, threshold: float = 0.5, precision: str = "float32"):
     from sklearn.cluster import KMeans
 
     from spacemoc.classifier import ZWhatClassifier
@@ -65,7 +65,7 @@ def fixture_detector(device, threshold: float = 0.5):
         centroid_labels=np.array(game.relevant_indices),
     )
     model = load_checkpoint(FIXTURE / "checkpoint.pth")
-    return Detector(model, clf, device=device, threshold=threshold)
+    return Detector(model, clf, device=device, threshold=threshold, precision=precision)
 
 
 class ReferenceLikePath:
@@ -156,6 +156,12 @@ def main(argv=None) -> None:
         help="presence threshold (default 0.5); with the fixture, e.g. 0.99 leaves a handful of "
         "objects per frame, like a trained model",
     )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="Detector precision (default float32; bfloat16 is the opt-in fast mode)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -165,13 +171,17 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.run is not None:
         det = Detector.load(
-            args.run, device=args.device, trust=args.trust, threshold=args.threshold
+            args.run,
+            device=args.device,
+            trust=args.trust,
+            threshold=args.threshold,
+            precision=args.precision,
         )
         source = str(args.run)
     else:
         if not (FIXTURE / "checkpoint.pth").is_file():
             raise SystemExit(f"no --run given and no fixture at {FIXTURE}")
-        det = fixture_detector(args.device, args.threshold)
+        det = fixture_detector(args.device, args.threshold, args.precision)
         source = "fixture checkpoint (untrained weights)"
     frames = env_frames(det.game, args.frames)
     print(f"detector: {source}; {det}")

@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
+from spacemoc.export import DETECTOR_WEIGHTS
+
+PRECISIONS = ("float32", "bfloat16")
 
 IMAGE_SIZE = 128  # model input side
 ENCODER_CHUNK = 8  # frames per image-encoder call
@@ -228,6 +231,7 @@ class Detector:
         threshold: float = 0.5,
         hud: bool = False,
         batch_size: int = 32,
+        precision: str = "float32",
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -248,6 +252,11 @@ class Detector:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        # bfloat16: the encoders run under autocast (~1.5x faster convolutions on CPUs with
+        # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
+        self.precision = precision
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
@@ -288,7 +297,8 @@ class Detector:
     def __repr__(self) -> str:
         return (
             f"Detector(game={self.game!r}, labels={len(self.labels)}, device={self.device}, "
-            f"channel_order={self.channel_order!r}, threshold={self.threshold}, hud={self.hud})"
+            f"channel_order={self.channel_order!r}, threshold={self.threshold}, hud={self.hud}, "
+            f"precision={self.precision!r})"
         )
 
     # ------------------------------------------------------------------- loading
@@ -306,7 +316,8 @@ class Detector:
     ) -> Detector:
         """Load a detector from a folder.
 
-        - A spacemoc run folder (`results/<game>/seed<k>`): `model.pt` + `classifier.npz`.
+        - A spacemoc run folder (`results/<game>/seed<k>`): `model.pt` + `classifier.npz`, or
+          a detector folder from `spacemoc export` (`detector.pt` + `classifier.npz`).
         - The reference's published layout (`<game>/space_weights/model_000005001.pth` +
           `<game>/classifier/z_what-classifier_relevant_nn.joblib.pkl`, BGR weights). The
           classifier there is a pickle: loading it runs code from the file, so it needs
@@ -326,6 +337,8 @@ class Detector:
             folder = path.parent
         elif (path / "model.pt").is_file():
             weights, folder = path / "model.pt", path
+        elif (path / DETECTOR_WEIGHTS).is_file():
+            weights, folder = path / DETECTOR_WEIGHTS, path
         elif (path / "space_weights").is_dir():
             candidates = sorted((path / "space_weights").glob("model_*.pth"))
             if not candidates:
@@ -335,7 +348,7 @@ class Detector:
         else:
             raise ValueError(
                 f"{path} is not a detector folder: expected a spacemoc run (model.pt + "
-                f"classifier.npz) or the reference layout (space_weights/model_*.pth + "
+                f"classifier.npz), an exported detector ({DETECTOR_WEIGHTS} + classifier.npz) or the reference layout (space_weights/model_*.pth + "
                 f"classifier/{REFERENCE_CLASSIFIER})"
             )
         model = load_checkpoint(weights)
@@ -463,7 +476,12 @@ class Detector:
     def _detect_images(self, images: np.ndarray) -> list[list[Detection]]:
         import torch
 
-        with torch.inference_mode():
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, torch.bfloat16, enabled=self.precision == "bfloat16"
+            ),
+        ):
             prob, b_idx, c_idx, boxes, z_what = self._cells(self.model_input(images))
         result: list[list[Detection]] = [[] for _ in range(len(images))]
         if len(b_idx) == 0:

@@ -410,3 +410,25 @@ def test_cli_detect_bad_input(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["detect", "--run", str(tmp_path), "--frames", "0"]) == 2
     assert "--frames must be >= 1" in capsys.readouterr().err
+
+
+@needs_fixture
+def test_bfloat16_detections_stay_close_to_float32(model, classifier, io):
+    """The opt-in bfloat16 mode finds the same objects (cells far from the threshold) with boxes
+    within a pixel or two; cells near 0.5 may flip, as bfloat16 keeps ~3 significant digits."""
+    frames = io["frames_rgb_210x160"]
+    exact = Detector(model, classifier, device="cpu", hud=True).detect_batch(frames)
+    fast = Detector(model, classifier, device="cpu", hud=True, precision="bfloat16")
+    assert "precision='bfloat16'" in repr(fast)
+    paired = total = 0
+    for ours, theirs in zip(fast.detect_batch(frames), exact, strict=True):
+        sure = [d for d in theirs if abs(d.score - 0.5) > 0.05]
+        total += len(sure)
+        for d in sure:
+            centre = [np.hypot(d.x + d.w / 2 - e.x - e.w / 2, d.y + d.h / 2 - e.y - e.h / 2)
+                      for e in ours]  # fmt: skip
+            size = [max(abs(d.w - e.w), abs(d.h - e.h)) for e in ours]
+            paired += any(c < 1.0 and s < 2.0 for c, s in zip(centre, size, strict=True))
+    assert total > 100 and paired / total > 0.95, (paired, total)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Detector(model, classifier, device="cpu", precision="float16")

@@ -132,3 +132,29 @@ def test_bad_files(tmp_path):
     torch.save({"model": partial, "optimizer_fg": None, "epoch": 0, "global_step": 1}, ref_like)
     with pytest.raises(ValueError, match="missing keys: bg_module"):
         load_checkpoint(ref_like)
+
+
+def test_foreground_only_checkpoint(tmp_path):
+    """Detector weights: the foreground bit for bit, same inference, and no silent training."""
+    torch.manual_seed(0)
+    model = Space(SpaceConfig(G=8)).eval()
+    full = save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=None, step=7)
+    fg = save_checkpoint(
+        tmp_path / "detector.pt", model, game="pong", labels=None, step=7, foreground_only=True
+    )
+    assert fg.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint(fg)
+    assert loaded.bg_module is None and loaded.step == 7 and loaded.game == "pong"
+    for key, value in model.fg_module.state_dict().items():
+        assert torch.equal(value, loaded.fg_module.state_dict()[key]), key
+    x = torch.rand(2, 3, 128, 128)
+    for key, value in model.infer(x).items():
+        assert torch.equal(value, loaded.infer(x)[key]), key
+    with pytest.raises(ValueError, match="detector-only"):
+        loaded(x)
+    # a full checkpoint with its background removed is not taken for a detector-only one
+    raw = torch.load(full, weights_only=True)
+    raw["state_dict"] = {k: v for k, v in raw["state_dict"].items() if k.startswith("fg_")}
+    torch.save(raw, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match="missing keys: bg_module"):
+        load_checkpoint(tmp_path / "cut.pt")

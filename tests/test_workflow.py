@@ -43,3 +43,28 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
 def test_tiny_workflow_is_up_to_date_after_a_run(tiny_run):
     result = run_snakemake(tiny_run, "-n", "--", *TINY_TARGETS)
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_exported_detector_folder_detects_like_the_run(tiny_run):
+    """`results/<game>/seed<k>/detector` (rule export) is the run's detector in less space: the
+    same detections, the run's eval.csv and the config it was made with."""
+    import numpy as np
+    import yaml
+
+    from spacemoc import Detector
+
+    folder = tiny_run / "results/pong/seed0/detector"
+    run = tiny_run / "results/pong/seed0"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "classifier.npz", "classifier_labels.csv", "config.yaml", "detector.pt", "eval.csv",
+    ]  # fmt: skip
+    assert (folder / "detector.pt").stat().st_size < 0.5 * (run / "model.pt").stat().st_size
+    assert (folder / "eval.csv").read_text() == (tiny_run / "results/pong/eval.csv").read_text()
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["train"]["steps"] == 4 and config["data"]["sizes"]["train"] == 32
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 210, 160, 3), dtype=np.uint8)
+    exported = Detector.load(folder, threshold=0.01, hud=True).detect_batch(frames)
+    original = Detector.load(run, threshold=0.01, hud=True).detect_batch(frames)
+    assert exported == original and sum(map(len, original)) > 0

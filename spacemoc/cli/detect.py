@@ -34,6 +34,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=_detect)
 
     p = subparsers.add_parser(
+        "export",
+        help="package a trained run as a detector folder (detector.pt, classifier, eval, config)",
+        description=_export.__doc__,
+    )
+    p.add_argument("--run", required=True, type=Path, help="run folder results/<game>/seed<k>")
+    p.add_argument("--out", required=True, type=Path, help="detector folder to write")
+    p.add_argument("--eval", type=Path, help="the workflow's eval.csv of this run, to include")
+    p.add_argument("--config", type=Path, help="the workflow config (YAML) it was trained with")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser(
         "track",
         help="MOTA and IDF1 of detector + tracker on the tracking split -> tracking.csv",
         description=_track.__doc__,
@@ -162,3 +173,24 @@ def _track(args) -> int:
     print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     print(f"wrote {args.out}")
     return 0
+
+
+def _export(args) -> None:
+    """Package a trained run as a detector folder: the foreground weights of model.pt (all that
+    detection needs, less than half the file), its classifier, and optionally the eval.csv and
+    config it was made with. Detector.load(folder) reads it."""
+    import yaml
+
+    from spacemoc.export import export_detector
+
+    config = None
+    if args.config is not None:
+        config = yaml.safe_load(args.config.read_text())
+    out = export_detector(
+        args.run / "model.pt",
+        args.run / "classifier.npz",
+        args.out,
+        eval_path=args.eval,
+        config=config,
+    )
+    print(f"wrote {out}")

@@ -17,6 +17,8 @@ from .config import SpaceConfig
 from .space import Space
 
 FORMAT = "spacemoc/1"
+FOREGROUND = "foreground"  # ``parts`` of a detector-only checkpoint (no background weights)
+FG_PREFIX = "fg_module."
 
 # Structural hyperparameters that can be read off reference weight shapes: name -> (key, reader).
 _SHAPE_FACTS = {
@@ -59,8 +61,9 @@ def _config_facts(cfg: SpaceConfig) -> dict[str, Any]:
     return facts
 
 
-def check_compatible(state_dict: dict, cfg: SpaceConfig) -> None:
-    """Raise ValueError naming every mismatch between the weights and a model built from ``cfg``."""
+def check_compatible(state_dict: dict, cfg: SpaceConfig, foreground_only: bool = False) -> None:
+    """Raise ValueError naming every mismatch between the weights and a model built from ``cfg``
+    (only its foreground with ``foreground_only``)."""
     have, want = _facts(state_dict), _config_facts(cfg)
     diffs = [
         f"{_DESCRIPTION.get(name, name)}: checkpoint {have[name]}, config {want[name]}"
@@ -68,6 +71,8 @@ def check_compatible(state_dict: dict, cfg: SpaceConfig) -> None:
         if name in have and have[name] != want[name]
     ]
     expected = Space(cfg).state_dict()
+    if foreground_only:
+        expected = {k: v for k, v in expected.items() if k.startswith(FG_PREFIX)}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [
@@ -120,6 +125,9 @@ def load_checkpoint(
     ``config``: a SpaceConfig to use instead of the stored / inferred one, or a dict of overrides on
     it (e.g. annealing values a reference checkpoint cannot tell). Reference weights get
     ``channel_order = "bgr"`` (the reference feeds BGR images).
+
+    A detector-only checkpoint (``save_checkpoint(..., foreground_only=True)``) gives a model with
+    ``bg_module = None``: ``infer`` works, training and reconstruction raise a ValueError.
     """
     path = Path(path)
     if not path.exists():
@@ -131,8 +139,13 @@ def load_checkpoint(
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not a checkpoint dict (got {type(ckpt).__name__})")
 
+    foreground_only = False
     if ckpt.get("format") == FORMAT:
         state_dict = ckpt["state_dict"]
+        parts = ckpt.get("parts", "all")
+        if parts not in ("all", FOREGROUND):
+            raise ValueError(f"{path}: unknown checkpoint parts {parts!r}")
+        foreground_only = parts == FOREGROUND
         base = SpaceConfig.from_dict(ckpt["model_config"])
         channel_order = ckpt.get("channel_order", "rgb")
         game, labels, step = ckpt.get("game"), ckpt.get("labels"), ckpt.get("step")
@@ -156,9 +169,15 @@ def load_checkpoint(
             "(keys model, global_step, ...)"
         )
     cfg = config if isinstance(config, SpaceConfig) else base
-    check_compatible(state_dict, cfg)
+    check_compatible(state_dict, cfg, foreground_only)
     model = Space(cfg)
-    model.load_state_dict(state_dict, strict=True)
+    if foreground_only:
+        model.fg_module.load_state_dict(
+            {k[len(FG_PREFIX) :]: v for k, v in state_dict.items()}, strict=True
+        )
+        model.bg_module = None
+    else:
+        model.load_state_dict(state_dict, strict=True)
     model.channel_order = channel_order
     model.game, model.labels = game, list(labels) if labels is not None else None
     model.step = int(step) if step is not None else None
@@ -173,10 +192,13 @@ def save_checkpoint(
     labels: list[str] | None,
     step: int | None,
     extra: dict | None = None,
+    foreground_only: bool = False,
 ) -> Path:
     """Write ``model`` as a "spacemoc/1" checkpoint atomically (temporary file + rename).
 
     ``extra`` entries (optimizer / scheduler states, ...) are stored beside the model's.
+    ``foreground_only`` keeps only the foreground weights: all detection and latents need, 45 % of
+    the parameters (the background's mask decoder alone is 2.1 M); such a file cannot train.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +209,12 @@ def save_checkpoint(
         "model_config": model.config.to_dict(),
         "channel_order": model.channel_order,
         "step": step,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "parts": FOREGROUND if foreground_only else "all",
+        "state_dict": {
+            k: v.detach().cpu()
+            for k, v in model.state_dict().items()
+            if not foreground_only or k.startswith(FG_PREFIX)
+        },
     }
     for key, value in (extra or {}).items():
         if key in payload:

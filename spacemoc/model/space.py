@@ -66,6 +66,11 @@ class Space(nn.Module):
         ``config.compositing`` ("windowed" or "dense") for this call.
         """
         cfg = self.config
+        if self.bg_module is None:
+            raise ValueError(
+                "this model was loaded from a detector-only (foreground) checkpoint: it can "
+                "infer, but training and reconstruction need the full model.pt"
+            )
         step = END_STEP if global_step is None else global_step
         x = self._flatten_input(x)
         # background first, then foreground: the reference's order of random draws

@@ -1,0 +1,17 @@
+"""Rule `export`: unpack Snakemake's arguments and call spacemoc.export.export_detector."""
+
+import json
+
+from spacemoc.export import export_detector
+from spacemoc.logs import log_to
+
+with log_to(snakemake.log[0]):
+    print(
+        export_detector(
+            snakemake.input.model,
+            snakemake.input.classifier,
+            snakemake.output[0],
+            eval_path=snakemake.input.eval,
+            config=json.loads(json.dumps(snakemake.params.config)),
+        )
+    )
