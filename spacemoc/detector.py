@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 from spacemoc.export import DETECTOR_WEIGHTS
+from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -348,7 +348,8 @@ class Detector:
         else:
             raise ValueError(
                 f"{path} is not a detector folder: expected a spacemoc run (model.pt + "
-                f"classifier.npz), an exported detector ({DETECTOR_WEIGHTS} + classifier.npz) or the reference layout (space_weights/model_*.pth + "
+                f"classifier.npz), an exported detector ({DETECTOR_WEIGHTS} + classifier.npz) "
+                f"or the reference layout (space_weights/model_*.pth + "
                 f"classifier/{REFERENCE_CLASSIFIER})"
             )
         model = load_checkpoint(weights)
@@ -478,9 +479,7 @@ class Detector:
 
         with (
             torch.inference_mode(),
-            torch.autocast(
-                self.device.type, torch.bfloat16, enabled=self.precision == "bfloat16"
-            ),
+            torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bfloat16"),
         ):
             prob, b_idx, c_idx, boxes, z_what = self._cells(self.model_input(images))
         result: list[list[Detection]] = [[] for _ in range(len(images))]
