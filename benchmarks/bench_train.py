@@ -3,7 +3,8 @@
 A step is what `spacemoc.train` does: forward, MOC loss, backward, gradient clipping, and both
 optimiser steps (RMSprop for the foreground, Adam for the background), at batch 2 x T=4 (8 frames)
 on 2 torch threads, for the windowed compositing (ours) and the dense one (the reference's
-formulation), in the same run.
+formulation), in the same run; `windowed-bf16` is the windowed one with bfloat16 mixed precision
+(`train.precision: bfloat16`).
 
 Time: the median of ``--steps`` timed steps after ``--warmup`` untimed ones, divided by the frames
 per step. ``cpu s/frame`` is the process CPU time of a step divided by the frames and the threads:
@@ -52,7 +53,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def setup(data: str, compositing: str, batch: int, threads: int):
+def variant_settings(variant: str) -> tuple[str, str]:
+    """ "windowed", "dense" or "<compositing>-bf16" -> (compositing, precision)."""
+    compositing, _, precision = variant.partition("-")
+    return compositing, {"": "float32", "bf16": "bfloat16"}[precision]
+
+
+def setup(data: str, compositing: str, precision: str, batch: int, threads: int):
     import torch
 
     from spacemoc.data import AtariDataset, collate
@@ -72,7 +79,9 @@ def setup(data: str, compositing: str, batch: int, threads: int):
     moc = MocLoss(moc_cfg, grid=space_cfg.G)
 
     def step(global_step: int) -> float:
-        loss, *_ = training_step(model, moc, optimizers, batch_data, global_step, clip_norm=1.0)
+        loss, *_ = training_step(
+            model, moc, optimizers, batch_data, global_step, clip_norm=1.0, precision=precision
+        )
         return float(loss.detach())
 
     frames = batch_data["frames"].shape[0] * batch_data["frames"].shape[1]
@@ -80,7 +89,7 @@ def setup(data: str, compositing: str, batch: int, threads: int):
 
 
 def child(args) -> None:
-    step, frames = setup(args.data, args.variant, args.batch, args.threads)
+    step, frames = setup(args.data, *variant_settings(args.variant), args.batch, args.threads)
     baseline = peak_rss_mb()
     for i in range(args.warmup):
         step(i)
@@ -110,7 +119,8 @@ def child(args) -> None:
 def profile(args) -> None:
     import torch
 
-    step, frames = setup(args.data, args.variant, 1, args.threads)
+    compositing, precision = variant_settings(args.variant)
+    step, frames = setup(args.data, compositing, precision, 1, args.threads)
     step(0)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(1)
@@ -125,7 +135,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=2, help="sequences per step (T=4 each)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["windowed", "dense"])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["windowed", "windowed-bf16", "dense"],
+        help="compositing, with -bf16 for bfloat16 mixed precision (train.precision)",
+    )
     parser.add_argument("--profile", action="store_true", help="profile one step instead")
     parser.add_argument("--variant", default="windowed", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -156,11 +171,11 @@ def main() -> None:
     print(
         f"training step, batch {args.batch} x T=4, {args.threads} threads, median of {args.steps}"
     )
-    header = ("compositing", "s/step", "s/frame", "cpu s/frame", "peak MB/frame")
-    print("{:<12} {:>8} {:>8} {:>12} {:>14}".format(*header))
+    header = ("variant", "s/step", "s/frame", "cpu s/frame", "peak MB/frame")
+    print("{:<14} {:>8} {:>8} {:>12} {:>14}".format(*header))
     for r in results:
         print(
-            f"{r['variant']:<12} {r['s_per_step']:>8.3f} {r['s_per_frame']:>8.3f} "
+            f"{r['variant']:<14} {r['s_per_step']:>8.3f} {r['s_per_frame']:>8.3f} "
             f"{r['cpu_s_per_frame']:>12.3f} {r['peak_mb_per_frame']:>14.1f}"
         )
     print("reference (issue 3): 1.9 s/frame, 900 MB/frame; target <= 0.4 s, <= 250 MB per frame")

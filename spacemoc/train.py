@@ -451,21 +451,34 @@ def make_optimizers(model, lr_fg: float, lr_bg: float):
     )
 
 
-def training_step(model, moc, optimizers, batch_data: dict, step: int, clip_norm: float):
+def training_step(
+    model,
+    moc,
+    optimizers,
+    batch_data: dict,
+    step: int,
+    clip_norm: float,
+    precision: str = "float32",
+):
     """One step: forward, MOC loss, backward, clipping of all parameters together, fg then bg
-    optimiser. Returns (loss, elbo_loss, moc_loss, space_log, moc_log)."""
+    optimiser. Returns (loss, elbo_loss, moc_loss, space_log, moc_log).
+
+    ``precision="bfloat16"`` runs forward and loss under autocast (mixed precision: weights,
+    gradients and optimiser state stay float32; autocast keeps sums and losses in float32)."""
     frames = batch_data["frames"]  # (B,T,3,128,128)
     if model.config.motion_input:  # the motion map as a 4th channel: (B,T,4,128,128)
         frames = torch.cat([frames, batch_data["motion"].unsqueeze(2)], dim=2)
-    elbo_loss, log = model(frames, global_step=step)
-    moc_loss, moc_log = moc(
-        log,
-        batch_data["motion"],
-        batch_data["motion_z_pres"],
-        batch_data["motion_z_where"],
-        global_step=step,
-    )
-    loss = elbo_loss + moc_loss
+    device_type = frames.device.type
+    with torch.autocast(device_type, torch.bfloat16, enabled=precision == "bfloat16"):
+        elbo_loss, log = model(frames, global_step=step)
+        moc_loss, moc_log = moc(
+            log,
+            batch_data["motion"],
+            batch_data["motion_z_pres"],
+            batch_data["motion_z_where"],
+            global_step=step,
+        )
+        loss = elbo_loss.float() + moc_loss.float()
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -528,6 +541,7 @@ def train(
         "lr_fg": float(train_cfg["lr_fg"]),
         "lr_bg": float(train_cfg["lr_bg"]),
         "clip_norm": float(train_cfg["clip_norm"]),
+        "precision": train_cfg["precision"],
     }
 
     seed_everything(seed)
@@ -539,6 +553,7 @@ def train(
     start = 0
     state = _load_latest_checkpoint(checkpoint_dir)
     if state is not None:
+        state.setdefault("precision", "float32")  # checkpoints from before the option
         _check_resumable(state, {**identity, "game": get_game(game).name})
         model.load_state_dict(state["state_dict"])
         optimizer_fg.load_state_dict(state["optimizer_fg"])
@@ -605,7 +620,13 @@ def train(
             data_time = step_clock - data_clock
             batch, frames_per_sample = batch_data["frames"].shape[:2]  # (B,T,3,128,128)
             loss, elbo_loss, moc_loss, log, moc_log = training_step(
-                model, moc, (optimizer_fg, optimizer_bg), batch_data, step, clip_norm
+                model,
+                moc,
+                (optimizer_fg, optimizer_bg),
+                batch_data,
+                step,
+                clip_norm,
+                train_cfg["precision"],
             )
             sync()
             done = step + 1

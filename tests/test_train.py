@@ -292,3 +292,41 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
     steps = [int(r["step"]) for r in curves(run / "train_curves.csv")]
     assert steps == list(range(1, 13))
+
+
+def test_bfloat16_training_step_matches_float32(pong_data):
+    """Mixed precision: same loss within bfloat16's ~3 digits, finite gradients everywhere,
+    float32 weights; and a run cannot switch precision silently on resume."""
+    from spacemoc.data import AtariDataset, collate
+    from spacemoc.model import Space
+    from spacemoc.model.moc import MocLoss
+    from spacemoc.train import make_optimizers, seed_everything, training_step
+
+    space_cfg, moc_cfg = build_configs("pong", config())
+    batch = collate([AtariDataset(pong_data, grid_size=space_cfg.G)[i] for i in range(2)])
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        seed_everything(0)
+        model = Space(space_cfg).train()
+        optimizers = make_optimizers(model, lr_fg=1e-4, lr_bg=1e-3)
+        loss, elbo, moc_loss, *_ = training_step(
+            model, MocLoss(moc_cfg, grid=space_cfg.G), optimizers, batch, 0, 1.0, precision
+        )
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        for name, p in model.named_parameters():
+            assert p.dtype == torch.float32, name
+            if p.grad is not None:
+                assert torch.isfinite(p.grad).all(), name
+        losses[precision] = (float(elbo.detach()), float(moc_loss.detach()))
+    (elbo32, moc32), (elbo16, moc16) = losses["float32"], losses["bfloat16"]
+    assert elbo16 == pytest.approx(elbo32, rel=0.02)
+    assert moc16 == pytest.approx(moc32, rel=0.05, abs=1.0)
+
+
+def test_resume_refuses_another_precision(pong_data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        cfg = config(checkpoint_every=1)
+        train(pong_data, out, game="pong", config=cfg, seed=0, callback=stop_after(1))
+    with pytest.raises(ValueError, match="precision"):
+        train(pong_data, out, game="pong", config=config(precision="bfloat16"), seed=0)
