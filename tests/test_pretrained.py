@@ -1,0 +1,110 @@
+"""The shipped Pong detector (spacemoc/pretrained/pong) on frames it has never seen.
+
+The package's eval.csv is the workflow's evaluation of these weights on the 4,096-frame test split.
+Here the detector runs on freshly played frames (a seed no split uses) through the user-facing path
+(`Detector.pretrained`, raw 210x160 RGB frames) and must stay near those figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import spacemoc
+from spacemoc import Detector
+from spacemoc.data.env import RandomAgent, make_env, random_steps, reset
+from spacemoc.data.rollout import WARMUP_STEPS, runs
+from spacemoc.games import get_game
+from spacemoc.metrics import detection_scores, greedy_match, misalignment_matrix, relevant_subset
+
+SHIPPED = Path(spacemoc.__file__).parent / "pretrained" / "pong"
+FRESH_SEED = 987_654  # the workflow's splits use seeds 0-3 and 100
+WINDOWS = 96  # one frame from each 20-step window: ~270 relevant objects
+
+
+def shipped_relevant_row() -> dict:
+    with open(SHIPPED / "eval.csv", newline="") as handle:
+        (row,) = [
+            r
+            for r in csv.DictReader(handle)
+            if r["model"] == "spacemoc" and r["seed"] == "0" and r["subset"] == "relevant"
+        ]
+    return {k: float(v) for k, v in row.items() if k not in ("game", "model", "seed", "subset")}
+
+
+def fresh_frames():
+    """(frames, gt boxes, gt labels): the last frame of each 20-step random-play window."""
+    game = get_game("pong")
+    env = make_env(game)
+    agent = RandomAgent(env.nb_actions, np.random.default_rng(FRESH_SEED))
+    reset(env, seed=FRESH_SEED)
+    random_steps(env, agent, WARMUP_STEPS)  # as the data stage: no frames from the serve
+    frames, boxes, labels = [], [], []
+    for window, objects in runs(env, agent, game, WINDOWS, span=20, T=1):
+        rows = objects[-1]
+        frames.append(window[-1])
+        boxes.append(np.array([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4))
+        labels.append(np.array([r[4] for r in rows], dtype=np.int64))
+    env.close()
+    return np.stack(frames), boxes, labels
+
+
+def tolerance(value: float, n: int) -> float:
+    """Four binomial standard errors of a rate near ``value`` measured on ``n`` objects, at least
+    0.03: the fresh sample is small, so only a real regression should fail the test."""
+    return max(0.03, 4 * math.sqrt(max(value * (1 - value), 1e-4) / n))
+
+
+@pytest.fixture(scope="module")
+def fresh_evaluation():
+    detector = Detector.pretrained("pong", device="cpu")
+    frames, gt_boxes, gt_labels = fresh_frames()
+    detections = detector.detect_batch(frames)
+    pred = [np.array([[d.x, d.y, d.w, d.h, d.score] for d in f]).reshape(-1, 5) for f in detections]
+    names = [[d.label for d in f] for f in detections]
+    return detector, pred, names, gt_boxes, gt_labels
+
+
+def test_shipped_package_is_complete_and_small():
+    files = {p.name for p in SHIPPED.iterdir()}
+    assert {"detector.pt", "classifier.npz", "config.yaml", "eval.csv"} <= files
+    assert (SHIPPED / "detector.pt").stat().st_size <= 12 * 2**20
+    row = shipped_relevant_row()
+    assert 0 < row["f_score"] <= 1 and 0 < row["cluster_nn_accuracy"] <= 1
+
+
+def test_shipped_detector_finds_fresh_objects(fresh_evaluation):
+    _, pred, _, gt_boxes, gt_labels = fresh_evaluation
+    pred, gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, "pong")
+    n_gt = sum(len(g) for g in gt)
+    assert n_gt > 200
+    scores = detection_scores(pred, gt)
+    shipped = shipped_relevant_row()["f_score"]
+    assert scores["f_score"] >= shipped - tolerance(shipped, n_gt), (scores, shipped)
+
+
+def test_shipped_detector_labels_fresh_objects(fresh_evaluation):
+    """Detections matched to an OCAtari object carry that object's class (the shipped
+    classifier_accuracy is the same rate on the test split's matched objects)."""
+    detector, pred, names, gt_boxes, gt_labels = fresh_evaluation
+    labels = get_game("pong").labels
+    relevant = set(get_game("pong").relevant)
+    correct = total = 0
+    for p, n, g, lab in zip(pred, names, gt_boxes, gt_labels, strict=True):
+        keep = np.array([labels[i] in relevant for i in lab], dtype=bool)
+        g, lab = g[keep], lab[keep]
+        size = (160, 210)
+        scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float64)
+        matched = greedy_match(misalignment_matrix(p[:, :4] / scale, g / scale), p[:, 4], 0.5)
+        for i, j in enumerate(matched):
+            if j >= 0:
+                total += 1
+                correct += n[i] == labels[lab[j]]
+    assert total > 200
+    shipped = shipped_relevant_row()["classifier_accuracy"]
+    accuracy = correct / total
+    assert accuracy >= shipped - tolerance(shipped, total), (accuracy, shipped, detector)
