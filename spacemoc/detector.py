@@ -285,9 +285,12 @@ class Detector:
                 "this model was trained with motion_input=True and needs a motion channel; "
                 "the detector works on single frames: use a model trained without it"
             )
-        # oneDNN convolutions are faster in channels-last layout on CPU (same values up to
-        # float rounding); the encoders' weights are converted in place.
-        self._channels_last = self._fg is not None and self.device.type == "cpu"
+        # oneDNN float32 convolutions are faster in channels-last layout on CPU (same values up
+        # to float rounding); the encoders' weights are converted in place. Under bfloat16
+        # autocast the image encoder is faster in the default layout (0.97 vs 1.37 ms per frame).
+        self._channels_last = (
+            self._fg is not None and self.device.type == "cpu" and precision == "float32"
+        )
         if self._channels_last:
             import torch
 

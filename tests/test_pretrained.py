@@ -8,6 +8,7 @@ Here the detector runs on freshly played frames (a seed no split uses) through t
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def shipped_relevant_row() -> dict:
     return {k: float(v) for k, v in row.items() if k not in ("game", "model", "seed", "subset")}
 
 
+@functools.cache
 def fresh_frames():
     """(frames, gt boxes, gt labels): the last frame of each 20-step random-play window."""
     game = get_game("pong")
@@ -108,3 +110,16 @@ def test_shipped_detector_labels_fresh_objects(fresh_evaluation):
     shipped = shipped_relevant_row()["classifier_accuracy"]
     accuracy = correct / total
     assert accuracy >= shipped - tolerance(shipped, total), (accuracy, shipped, detector)
+
+
+def test_bfloat16_mode_scores_like_float32(fresh_evaluation):
+    """The opt-in fast mode (Detector(precision="bfloat16")) on the same fresh frames."""
+    _, pred, _, gt_boxes, gt_labels = fresh_evaluation
+    frames = fresh_frames()[0]
+    fast = Detector.pretrained("pong", device="cpu", precision="bfloat16").detect_batch(frames)
+    fast_pred = [np.array([[d.x, d.y, d.w, d.h, d.score] for d in f]).reshape(-1, 5) for f in fast]
+    scores = [
+        detection_scores(*relevant_subset(p, gt_boxes, gt_labels, "pong")[:2])["f_score"]
+        for p in (pred, fast_pred)
+    ]
+    assert abs(scores[0] - scores[1]) < 0.01, scores
