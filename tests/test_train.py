@@ -196,6 +196,8 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(pong_data, tmp_pat
         train(pong_data, out, game="pong", config=config(checkpoint_every=1, lr_fg=1e-4), seed=0)
     with pytest.raises(ValueError, match="seed"):
         train(pong_data, out, game="pong", config=config(checkpoint_every=1), seed=1)
+    with pytest.raises(ValueError, match="precision"):
+        train(pong_data, out, game="pong", config=config(precision="bfloat16"), seed=0)
     with pytest.raises(ValueError, match="another model_config.*G: 8 -> 16"):
         cfg = {**config(checkpoint_every=1), "model": {}}
         train(pong_data, out, game="pong", config=cfg, seed=0)
@@ -296,7 +298,7 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
 
 def test_bfloat16_training_step_matches_float32(pong_data):
     """Mixed precision: same loss within bfloat16's ~3 digits, finite gradients everywhere,
-    float32 weights; and a run cannot switch precision silently on resume."""
+    float32 weights (resuming with another precision: test_resume_refuses_...)."""
     from spacemoc.data import AtariDataset, collate
     from spacemoc.model import Space
     from spacemoc.model.moc import MocLoss
@@ -321,12 +323,3 @@ def test_bfloat16_training_step_matches_float32(pong_data):
     (elbo32, moc32), (elbo16, moc16) = losses["float32"], losses["bfloat16"]
     assert elbo16 == pytest.approx(elbo32, rel=0.02)
     assert moc16 == pytest.approx(moc32, rel=0.05, abs=1.0)
-
-
-def test_resume_refuses_another_precision(pong_data, tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(Interrupt):
-        cfg = config(checkpoint_every=1)
-        train(pong_data, out, game="pong", config=cfg, seed=0, callback=stop_after(1))
-    with pytest.raises(ValueError, match="precision"):
-        train(pong_data, out, game="pong", config=config(precision="bfloat16"), seed=0)
