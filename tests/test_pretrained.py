@@ -19,12 +19,13 @@ import spacemoc
 from spacemoc import Detector
 from spacemoc.data.env import RandomAgent, make_env, random_steps, reset
 from spacemoc.data.rollout import WARMUP_STEPS, runs
-from spacemoc.games import get_game
+from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 from spacemoc.metrics import detection_scores, greedy_match, misalignment_matrix, relevant_subset
 
 SHIPPED = Path(spacemoc.__file__).parent / "pretrained" / "pong"
 FRESH_SEED = 987_654  # the workflow's splits use seeds 0-3 and 100
 WINDOWS = 96  # one frame from each 20-step window: ~270 relevant objects
+PIXELS = np.array([FRAME_WIDTH, FRAME_HEIGHT, FRAME_WIDTH, FRAME_HEIGHT], dtype=np.float64)
 
 
 def shipped_relevant_row() -> dict:
@@ -61,12 +62,17 @@ def tolerance(value: float, n: int) -> float:
     return max(0.03, 4 * math.sqrt(max(value * (1 - value), 1e-4) / n))
 
 
+def as_pred(detections) -> list[np.ndarray]:
+    """Detections per frame -> the metrics' (M,5) [x, y, w, h, score] arrays."""
+    return [np.array([[d.x, d.y, d.w, d.h, d.score] for d in f]).reshape(-1, 5) for f in detections]
+
+
 @pytest.fixture(scope="module")
 def fresh_evaluation():
     detector = Detector.pretrained("pong", device="cpu")
     frames, gt_boxes, gt_labels = fresh_frames()
     detections = detector.detect_batch(frames)
-    pred = [np.array([[d.x, d.y, d.w, d.h, d.score] for d in f]).reshape(-1, 5) for f in detections]
+    pred = as_pred(detections)
     names = [[d.label for d in f] for f in detections]
     return detector, pred, names, gt_boxes, gt_labels
 
@@ -94,18 +100,15 @@ def test_shipped_detector_labels_fresh_objects(fresh_evaluation):
     classifier_accuracy is the same rate on the test split's matched objects)."""
     detector, pred, names, gt_boxes, gt_labels = fresh_evaluation
     labels = get_game("pong").labels
-    relevant = set(get_game("pong").relevant)
+    pred, gt, gt_lab, keep = relevant_subset(pred, gt_boxes, gt_labels, "pong")
     correct = total = 0
-    for p, n, g, lab in zip(pred, names, gt_boxes, gt_labels, strict=True):
-        keep = np.array([labels[i] in relevant for i in lab], dtype=bool)
-        g, lab = g[keep], lab[keep]
-        size = (160, 210)
-        scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float64)
-        matched = greedy_match(misalignment_matrix(p[:, :4] / scale, g / scale), p[:, 4], 0.5)
+    for p, frame_names, k, g, lab in zip(pred, names, keep, gt, gt_lab, strict=True):
+        frame_names = [n for n, kept in zip(frame_names, k, strict=True) if kept]
+        matched = greedy_match(misalignment_matrix(p[:, :4] / PIXELS, g / PIXELS), p[:, 4], 0.5)
         for i, j in enumerate(matched):
             if j >= 0:
                 total += 1
-                correct += n[i] == labels[lab[j]]
+                correct += frame_names[i] == labels[lab[j]]
     assert total > 200
     shipped = shipped_relevant_row()["classifier_accuracy"]
     accuracy = correct / total
@@ -117,7 +120,7 @@ def test_bfloat16_mode_scores_like_float32(fresh_evaluation):
     _, pred, _, gt_boxes, gt_labels = fresh_evaluation
     frames = fresh_frames()[0]
     fast = Detector.pretrained("pong", device="cpu", precision="bfloat16").detect_batch(frames)
-    fast_pred = [np.array([[d.x, d.y, d.w, d.h, d.score] for d in f]).reshape(-1, 5) for f in fast]
+    fast_pred = as_pred(fast)
     scores = [
         detection_scores(*relevant_subset(p, gt_boxes, gt_labels, "pong")[:2])["f_score"]
         for p in (pred, fast_pred)
