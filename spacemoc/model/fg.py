@@ -191,13 +191,13 @@ class SpaceFg(nn.Module):
         # half the memory for some 15% more time. Only acts when gradients are recorded.
         self.recompute = True
 
-    def _run(self, fn, x, chunk=RECOMPUTE_CELLS):
-        """fn(x) over the first dim of x, in chunks recomputed during backward when ``recompute``
-        is on: the per-cell networks hold most of a training step's memory, and chunks bound the
-        activations alive while one is recomputed. Outputs are the same."""
+    def _run(self, fn, x):
+        """fn(x) over the first dim of x, in chunks of RECOMPUTE_CELLS recomputed during backward
+        when ``recompute`` is on: the per-cell networks hold most of a training step's memory, and
+        chunks bound the activations alive while one is recomputed. Outputs are the same."""
         if not (self.recompute and torch.is_grad_enabled() and x.requires_grad):
             return fn(x)
-        outs = [checkpoint(fn, part, use_reentrant=False) for part in x.split(chunk)]
+        outs = [checkpoint(fn, part, use_reentrant=False) for part in x.split(RECOMPUTE_CELLS)]
         if isinstance(outs[0], tuple):
             return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
         return torch.cat(outs)
