@@ -216,5 +216,9 @@ def test_recompute_gives_the_same_gradients(monkeypatch):
         loss, _ = m(x, global_step=10)
         loss.backward()
         grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    # Chunks change the order of the gradient sums over cells: differences up to ~1e-5 of a
+    # gradient's scale (measured: 4-8e-6 with chunks of 8 or 12, on 1 and 2 threads), so elements
+    # near zero need an absolute bound relative to that scale. A lost or misplaced chunk would
+    # give differences of order 1.
     for name, g in grads[0].items():
-        assert torch.allclose(g, grads[1][name], rtol=1e-4, atol=1e-6 * g.abs().max()), name
+        assert torch.allclose(g, grads[1][name], rtol=1e-4, atol=1e-4 * g.abs().max()), name
