@@ -29,6 +29,7 @@ import numpy as np
 
 from spacemoc.export import DETECTOR_WEIGHTS
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
+from spacemoc.model.boxes import alpha_extent, check_box_readout
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -157,6 +158,15 @@ def check_preprocessed(images) -> np.ndarray:
 # ----------------------------------------------------------------------- box geometry
 
 
+def _configured_boxes(config_path: Path) -> str:
+    """The box readout a workflow config names (`eval.boxes`); configs older than the option
+    were evaluated with glimpse boxes."""
+    import yaml
+
+    config = yaml.safe_load(config_path.read_text()) or {}
+    return str((config.get("eval") or {}).get("boxes", "glimpse"))
+
+
 def cells_to_boxes(z_where: np.ndarray) -> np.ndarray:
     """(..., 4) [scale_x, scale_y, centre_x, centre_y] -> (..., 4) normalised
     [x_min, y_min, x_max, y_max] in [0,1] image coordinates (not clipped)."""
@@ -232,6 +242,7 @@ class Detector:
         hud: bool = False,
         batch_size: int = 32,
         precision: str = "float32",
+        boxes: str = "glimpse",
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -257,6 +268,7 @@ class Detector:
         # bfloat16: the encoders run under autocast (~1.5x faster convolutions on CPUs with
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
+        self.boxes = check_box_readout(boxes)
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
@@ -301,7 +313,7 @@ class Detector:
         return (
             f"Detector(game={self.game!r}, labels={len(self.labels)}, device={self.device}, "
             f"channel_order={self.channel_order!r}, threshold={self.threshold}, hud={self.hud}, "
-            f"precision={self.precision!r})"
+            f"precision={self.precision!r}, boxes={self.boxes!r})"
         )
 
     # ------------------------------------------------------------------- loading
@@ -327,7 +339,9 @@ class Detector:
           `trust=True`. The game is the folder's name unless `game=` says otherwise.
         - A checkpoint file (`model.pt` or a reference `.pth`) with `classifier=` (a path to a
           `classifier.npz` or a run folder, or a fitted object with `.predict`).
-        Extra keyword arguments (`threshold`, `hud`, `batch_size`) go to the constructor.
+        Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `boxes`) go to
+        the constructor. An exported folder's `config.yaml` sets the default box readout to the
+        one its `eval.csv` was computed with (`eval.boxes`).
         """
         from spacemoc.model import load_checkpoint
 
@@ -356,6 +370,8 @@ class Detector:
                 f"classifier/{REFERENCE_CLASSIFIER})"
             )
         model = load_checkpoint(weights)
+        if "boxes" not in kwargs and (folder / "config.yaml").is_file():
+            kwargs["boxes"] = _configured_boxes(folder / "config.yaml")
         game = game or getattr(model, "game", None)
         if classifier is None:
             if reference:
@@ -457,25 +473,43 @@ class Detector:
                 dim=-1,
             )  # (B,N,4)
         else:  # any model with the documented infer()
-            out = self.model.infer(x, present_only=True, threshold=self.threshold)
+            kwargs = {"boxes": "alpha"} if self.boxes == "alpha" else {}
+            out = self.model.infer(x, present_only=True, threshold=self.threshold, **kwargs)
             prob_t, where_t = out["z_pres_prob"], out["z_where"]
         prob = prob_t.float().cpu().numpy()
         b_idx, c_idx = np.nonzero(prob > self.threshold)
         where = where_t.float().cpu().numpy()[b_idx, c_idx]  # (M,4)
-        boxes = cells_to_boxes(where.astype(np.float64))
-        if not self.hud:
-            keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
-            b_idx, c_idx, boxes, where = b_idx[keep], c_idx[keep], boxes[keep], where[keep]
+        # With glimpse boxes the HUD filter runs first, so HUD cells are never encoded; alpha
+        # boxes need every present cell's z_what and are filtered once refined.
+        if self.boxes == "glimpse":
+            b_idx, c_idx, where = self._relevant(b_idx, c_idx, where)
         if len(b_idx) == 0:
             z_what = np.zeros((0, 0), np.float32)
         elif fg is not None:
             size = self.model.config.glimpse_size
-            glimpses = _glimpses(x, b_idx, torch.from_numpy(where).to(x.device), size)
-            z_what = torch.cat([fg.z_what_net.mean(g) for g in glimpses.split(GLIMPSE_CHUNK)])
-            z_what = z_what.float().cpu().numpy()
+            where_cells = torch.from_numpy(where).to(x.device)
+            glimpses = _glimpses(x, b_idx, where_cells, size)
+            z_what_t = torch.cat([fg.z_what_net.mean(g) for g in glimpses.split(GLIMPSE_CHUNK)])
+            if self.boxes == "alpha":
+                _, alpha = fg.glimpse_dec(z_what_t)
+                where = alpha_extent(where_cells.float(), alpha.float()).cpu().numpy()
+            z_what = z_what_t.float().cpu().numpy()
         else:
             z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]
+        if self.boxes == "alpha" and len(b_idx):
+            b_idx, c_idx, where, z_what = self._relevant(b_idx, c_idx, where, z_what)
+        boxes = cells_to_boxes(where.astype(np.float64))
+        if len(b_idx) == 0:
+            z_what = np.zeros((0, 0), np.float32)
         return prob, b_idx, c_idx, boxes, z_what
+
+    def _relevant(self, b_idx, c_idx, where, *more):
+        """Drop cells whose box lies outside the game's relevant area (unless ``hud``)."""
+        if self.hud:
+            return (b_idx, c_idx, where, *more)
+        boxes = cells_to_boxes(where.astype(np.float64))
+        keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
+        return (b_idx[keep], c_idx[keep], where[keep], *(m[keep] for m in more))
 
     def _detect_images(self, images: np.ndarray) -> list[list[Detection]]:
         import torch

@@ -4,7 +4,8 @@
 
 * ``z_pres_prob`` (N,T,G*G) float32, ``z_where`` (N,T,G*G,4) float32 = [sx, sy, cx, cy]
   (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means (z_what of
-  absent cells is 0 unless ``all_cells``: attribute ``z_what_all_cells``);
+  absent cells is 0 unless ``all_cells``: attribute ``z_what_all_cells``); with the ``alpha``
+  box readout (attribute ``box_readout``) a present cell's z_where is its drawn object's extent;
 * ``label`` (N,T,G*G) int16: for a *present* cell (z_pres_prob > 0.5) the label index of the
   ground-truth object it matches, -1 when it matches none (and for absent cells);
 * ``gt_index`` (N,T,G*G) int32: the matched object's row among that frame's objects, or -1.
@@ -108,6 +109,7 @@ def compute_latents(
     threads: int | None = None,
     model=None,
     all_cells: bool = False,
+    boxes: str = "glimpse",
 ) -> Path:
     """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
 
@@ -115,8 +117,13 @@ def compute_latents(
     ``channel_order``, ``config.G``); by default ``spacemoc.model.load_checkpoint(model_path)``.
     ``batch_size`` counts samples (each of T frames). Unless ``all_cells``, z_what is encoded
     only for present cells (zero elsewhere): the glimpse encoder is most of the inference time
-    and the metrics use present cells only.
+    and the metrics use present cells only. ``boxes``: how boxes are read off the model,
+    ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's extent,
+    spacemoc.model.boxes); the stored z_where are those boxes.
     """
+    from spacemoc.model.boxes import check_box_readout
+
+    box_readout = check_box_readout(boxes)
     import torch
     from tqdm import tqdm
 
@@ -151,6 +158,10 @@ def compute_latents(
     infer_kwargs = {}
     if not all_cells and "present_only" in inspect.signature(model.infer).parameters:
         infer_kwargs = {"present_only": True, "threshold": PRESENT}
+    if box_readout != "glimpse":
+        if "boxes" not in inspect.signature(model.infer).parameters:
+            raise ValueError(f"this model's infer() has no box readout {box_readout!r}")
+        infer_kwargs.update(boxes=box_readout, threshold=PRESENT)
     cells = model.config.G**2
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
@@ -201,7 +212,8 @@ def compute_latents(
                 model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
                 data_path=str(data_path),
                 present_threshold=PRESENT,
-                z_what_all_cells=bool(all_cells or not infer_kwargs),
+                z_what_all_cells=bool(all_cells or "present_only" not in infer_kwargs),
+                box_readout=box_readout,
             )
     return out_path
 

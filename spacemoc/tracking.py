@@ -369,12 +369,14 @@ def evaluate_tracking(
     device=None,
     threads: int | None = None,
     max_sequences: int | None = None,
+    boxes: str | None = None,
     **tracker_kwargs,
 ) -> dict[str, float]:
     """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
 
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
     `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
+    `boxes`: the detector's box readout ("glimpse" or "alpha"; None: `Detector.load`'s default).
     `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
     Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
     subset).
@@ -390,7 +392,8 @@ def evaluate_tracking(
 
     if threads:
         torch.set_num_threads(int(threads))
-    detector = Detector.load(model, device=device, classifier=classifier)
+    kwargs = {} if boxes is None else {"boxes": boxes}
+    detector = Detector.load(model, device=device, classifier=classifier, **kwargs)
     tracker = Tracker(**tracker_kwargs)
     objects = read_table(tracking_h5, "objects")
     with h5py.File(tracking_h5, "r") as f:

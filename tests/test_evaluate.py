@@ -308,6 +308,24 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     # Labels only on present cells; z_what of absent cells is not encoded.
     assert (lat.label[~lat.present] == -1).all()
     assert (lat.z_what[~lat.present] == 0).all()
+    assert lat.attrs["box_readout"] == "glimpse"
+    # the alpha readout changes the boxes of present cells only, not their encodings
+    with torch.no_grad():
+        model.fg_module.img_encoder.z_pres_net.bias.fill_(0.5)  # some cells present
+    save_checkpoint(path, model, game="pong", labels=list(get_game("pong").labels), step=3)
+    runs = {
+        boxes: load_latents(
+            compute_latents(path, data, tmp_path / f"{boxes}.h5", threads=1, boxes=boxes)
+        )
+        for boxes in ("glimpse", "alpha")
+    }
+    glimpse, alpha = runs["glimpse"], runs["alpha"]
+    assert alpha.attrs["box_readout"] == "alpha" and alpha.present.any()
+    np.testing.assert_array_equal(alpha.z_what, glimpse.z_what)
+    np.testing.assert_array_equal(alpha.z_where[~alpha.present], glimpse.z_where[~alpha.present])
+    assert not np.allclose(alpha.z_where[alpha.present], glimpse.z_where[alpha.present])
+    with pytest.raises(ValueError, match="unknown box readout"):
+        compute_latents(path, data, tmp_path / "bad.h5", boxes="tight")
 
 
 def test_command_line(stage, tmp_path, capsys):

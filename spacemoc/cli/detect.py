@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--draw", type=Path, help="PNG: the frames with their boxes and labels")
     p.add_argument("--track", action="store_true", help="also print track ids and velocities")
     p.add_argument("--hud", action="store_true", help="keep boxes outside the relevant area")
+    _add_boxes(p)
     p.add_argument("--trust", action="store_true", help="allow a pickled reference classifier")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -65,9 +66,23 @@ def register(subparsers) -> None:
     p.add_argument("--max-distance", type=float, default=20.0, help="gate in pixels")
     p.add_argument("--appearance-weight", type=float, default=0.3, help="z_what weight in the cost")
     p.add_argument("--sequences", type=int, help="only the first N sequences")
+    _add_boxes(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.set_defaults(func=_track)
+
+
+def _add_boxes(p) -> None:
+    p.add_argument(
+        "--boxes",
+        choices=["glimpse", "alpha"],
+        help="box readout: glimpse (z_where) or alpha (the drawn object's extent); default: the "
+        "detector folder's config.yaml, else glimpse",
+    )
+
+
+def _boxes_kwargs(args) -> dict:
+    return {} if args.boxes is None else {"boxes": args.boxes}
 
 
 def _detect(args) -> int:
@@ -89,6 +104,7 @@ def _detect(args) -> int:
         classifier=args.classifier,
         trust=args.trust,
         hud=args.hud,
+        **_boxes_kwargs(args),
     )
     print(det)
     env = make_env(det.game, det, Tracker())
@@ -168,6 +184,7 @@ def _track(args) -> int:
         device=args.device,
         threads=args.threads,
         max_sequences=args.sequences,
+        boxes=args.boxes,
         **tracker,
     )
     print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

@@ -21,6 +21,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--all-cells", action="store_true", help="encode z_what of absent cells too (slower)"
     )
+    p.add_argument(
+        "--boxes",
+        choices=["glimpse", "alpha"],
+        default="glimpse",
+        help="box readout: glimpse (z_where, the reference; default) or alpha (the extent of the "
+        "drawn object)",
+    )
     p.set_defaults(func=_latents)
 
     p = subparsers.add_parser(
@@ -106,6 +113,7 @@ def _latents(args) -> None:
             device=args.device,
             threads=args.threads,
             all_cells=args.all_cells,
+            boxes=args.boxes,
         )
     )
 

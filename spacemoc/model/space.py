@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .bg import SpaceBg
+from .boxes import ALPHA_THRESHOLD, alpha_extent, check_box_readout
 from .config import SpaceConfig
 from .fg import SpaceFg
 from .glimpse import extract_glimpses, extract_glimpses_at
@@ -103,15 +104,22 @@ class Space(nn.Module):
 
     @torch.no_grad()
     def infer(
-        self, images: torch.Tensor, present_only: bool = False, threshold: float = 0.5
+        self,
+        images: torch.Tensor,
+        present_only: bool = False,
+        threshold: float = 0.5,
+        boxes: str = "glimpse",
     ) -> dict:
         """Deterministic posterior means (no background, no sampling), as the reference's wrapper.
 
         images: float (B, 3, 128, 128) in [0, 1], channels in ``self.channel_order``.
         Returns z_pres_prob (B, N), z_where (B, N, 4) = [scale_x, scale_y, centre_x, centre_y]
         (centres in [-1, 1]) and z_what (B, N, D). With ``present_only`` z_what is computed only for
-        cells with z_pres_prob > threshold and is zero elsewhere.
+        cells with z_pres_prob > threshold and is zero elsewhere. ``boxes="alpha"`` replaces the
+        z_where of cells above the threshold by the extent of their decoded alpha
+        (spacemoc.model.boxes); ``z_where_glimpse`` is then the box z_what was encoded from.
         """
+        check_box_readout(boxes)
         if images.dim() != 4:
             raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
         x = self._flatten_input(images)
@@ -137,4 +145,12 @@ class Space(nn.Module):
         else:
             glimpses = extract_glimpses(x[:, :3], z_where, g)
             z_what = fg.z_what_net.mean(glimpses).view(B, N, -1)
-        return {"z_pres_prob": z_pres_prob, "z_where": z_where, "z_what": z_what}
+        out = {"z_pres_prob": z_pres_prob, "z_where": z_where, "z_what": z_what}
+        if boxes == "alpha":
+            b_idx, n_idx = (z_pres_prob > threshold).nonzero(as_tuple=True)
+            drawn = z_where.clone()
+            if b_idx.numel():
+                _, alpha = fg.glimpse_dec(z_what[b_idx, n_idx])
+                drawn[b_idx, n_idx] = alpha_extent(z_where[b_idx, n_idx], alpha, ALPHA_THRESHOLD)
+            out.update(z_where=drawn, z_where_glimpse=z_where)
+        return out

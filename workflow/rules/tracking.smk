@@ -19,5 +19,6 @@ rule tracking:
         # Tracker settings (max_missed, max_distance, appearance_weight): library defaults
         # unless the config has a `tracking` section.
         tracker=config.get("tracking", {}),
+        boxes=config["eval"]["boxes"],
     script:
         "../scripts/tracking.py"

@@ -11,5 +11,6 @@ with log_to(snakemake.log[0]):
         classifier=snakemake.input.classifier,
         device=None,  # CUDA when the job's machine has it, else the CPU
         threads=snakemake.threads,
+        boxes=snakemake.params.boxes,
         **snakemake.params.tracker,
     )

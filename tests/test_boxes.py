@@ -1,0 +1,113 @@
+"""Box readouts: the alpha extent inside a glimpse, through infer, latents and the detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spacemoc.model.boxes import alpha_extent, check_box_readout
+
+G = 32  # glimpse size
+
+
+def test_alpha_extent_is_the_box_of_the_drawn_pixels():
+    # A box of half-size (0.2, 0.4) centred at (0.1, -0.3); alpha on in rows 4..11, columns 20..27.
+    z_where = torch.tensor([[0.2, 0.4, 0.1, -0.3]])
+    alpha = torch.zeros(1, 1, G, G)
+    alpha[0, 0, 4:12, 20:28] = 0.9
+    (sx, sy, cx, cy) = alpha_extent(z_where, alpha)[0].tolist()
+    # align_corners=True: pixel j is at -1 + 2j/(G-1) in box units, plus half a spacing each side
+    left, right = -1 + (2 * 20 - 1) / (G - 1), -1 + (2 * 27 + 1) / (G - 1)
+    top, bottom = -1 + (2 * 4 - 1) / (G - 1), -1 + (2 * 11 + 1) / (G - 1)
+    assert cx == pytest.approx(0.1 + 0.2 * (left + right) / 2)
+    assert sx == pytest.approx(0.2 * (right - left) / 2)
+    assert cy == pytest.approx(-0.3 + 0.4 * (top + bottom) / 2)
+    assert sy == pytest.approx(0.4 * (bottom - top) / 2)
+
+
+def test_alpha_extent_full_and_empty_glimpses():
+    z_where = torch.tensor([[0.2, 0.4, 0.1, -0.3], [0.1, 0.1, 0.5, 0.5]])
+    alpha = torch.zeros(2, 1, G, G)
+    alpha[0] = 1.0  # every pixel drawn: the glimpse box plus half a pixel spacing
+    alpha[1] = 0.4  # nothing above 0.5: the glimpse box is kept
+    out = alpha_extent(z_where, alpha)
+    np.testing.assert_allclose(out[0, 2:], z_where[0, 2:], atol=1e-6)
+    np.testing.assert_allclose(out[0, :2], z_where[0, :2] * G / (G - 1), atol=1e-6)
+    np.testing.assert_allclose(out[1], z_where[1])
+
+
+def test_unknown_readout_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown box readout 'tight'.*glimpse, alpha"):
+        check_box_readout("tight")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from spacemoc.model import Space, SpaceConfig
+
+    torch.manual_seed(0)
+    model = Space(SpaceConfig(G=4)).eval()
+    with torch.no_grad():  # make some cells present
+        model.fg_module.img_encoder.z_pres_net.bias.fill_(0.5)
+    return model
+
+
+def test_infer_alpha_moves_only_present_cells(tiny_model):
+    x = torch.rand(2, 3, 128, 128)
+    glimpse = tiny_model.infer(x, present_only=True)
+    alpha = tiny_model.infer(x, present_only=True, boxes="alpha")
+    present = glimpse["z_pres_prob"] > 0.5
+    assert present.any() and (~present).any()
+    torch.testing.assert_close(alpha["z_where_glimpse"], glimpse["z_where"])
+    torch.testing.assert_close(alpha["z_what"], glimpse["z_what"])  # encoded from the glimpse box
+    torch.testing.assert_close(alpha["z_where"][~present], glimpse["z_where"][~present])
+    b, n = present.nonzero(as_tuple=True)
+    _, decoded = tiny_model.fg_module.glimpse_dec(glimpse["z_what"][b, n])
+    expected = alpha_extent(glimpse["z_where"][b, n], decoded)
+    torch.testing.assert_close(alpha["z_where"][b, n], expected)
+
+
+def test_detector_alpha_boxes_equal_infer(tiny_model):
+    from spacemoc.detector import Detector, cells_to_boxes
+
+    class Nearest:
+        def predict(self, z):
+            return np.ones(len(z), dtype=np.int64)  # every object a Ball
+
+    x = torch.rand(3, 3, 128, 128)
+    det = Detector(tiny_model, Nearest(), game="pong", device="cpu", hud=True, boxes="alpha")
+    with torch.inference_mode():
+        prob, b, c, boxes, z_what = det._cells(x)
+        full = tiny_model.infer(x, present_only=True, boxes="alpha")
+    assert len(b) > 0
+    np.testing.assert_allclose(boxes, cells_to_boxes(full["z_where"].numpy()[b, c]), atol=1e-5)
+    np.testing.assert_allclose(z_what, full["z_what"].numpy()[b, c], atol=1e-4)
+    assert "boxes='alpha'" in repr(det)
+    with pytest.raises(ValueError, match="unknown box readout"):
+        Detector(tiny_model, Nearest(), game="pong", boxes="tight")
+
+
+def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
+    import yaml
+
+    from spacemoc.classifier import ZWhatClassifier
+    from spacemoc.detector import Detector
+    from spacemoc.games import get_game
+    from spacemoc.model import save_checkpoint
+
+    labels = get_game("pong").labels
+    save_checkpoint(tmp_path / "model.pt", tiny_model, game="pong", labels=labels, step=0)
+    ZWhatClassifier(
+        kind="nn",
+        game="pong",
+        labels=labels,
+        centroids=np.zeros((1, tiny_model.config.z_what_dim)),
+        centroid_labels=np.array([1]),
+    ).save(tmp_path / "classifier.npz")
+    assert Detector.load(tmp_path).boxes == "glimpse"  # no config: the reference's readout
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "alpha"}}))
+    assert Detector.load(tmp_path).boxes == "alpha"
+    assert Detector.load(tmp_path, boxes="glimpse").boxes == "glimpse"  # an explicit choice wins
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"classifier": "nn"}}))
+    assert Detector.load(tmp_path).boxes == "glimpse"  # a config from before the option
