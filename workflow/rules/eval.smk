@@ -20,11 +20,11 @@ rule latents:
         "results/{game}/benchmarks/latents_seed{seed}_{split}.tsv"
     wildcard_constraints:
         split="validation|test",
-    params:
-        boxes=config["eval"]["boxes"],
     threads: config["threads"]
     resources:
         gpu=1,
+    params:
+        boxes=config["eval"]["boxes"],
     script:
         "../scripts/latents.py"
 
