@@ -65,6 +65,10 @@ def test_exported_detector_folder_detects_like_the_run(tiny_run):
     assert config["train"]["steps"] == 4 and config["data"]["sizes"]["train"] == 32
 
     frames = np.random.default_rng(0).integers(0, 256, (3, 210, 160, 3), dtype=np.uint8)
-    exported = Detector.load(folder, threshold=0.01, hud=True).detect_batch(frames)
-    original = Detector.load(run, threshold=0.01, hud=True).detect_batch(frames)
+    exported_detector = Detector.load(folder, threshold=0.01, hud=True)
+    assert exported_detector.boxes == config["eval"]["boxes"]  # the readout eval.csv used
+    exported = exported_detector.detect_batch(frames)
+    original = Detector.load(
+        run, threshold=0.01, hud=True, boxes=config["eval"]["boxes"]
+    ).detect_batch(frames)
     assert exported == original and sum(map(len, original)) > 0
