@@ -499,8 +499,6 @@ class Detector:
         if self.boxes == "alpha" and len(b_idx):
             b_idx, c_idx, where, z_what = self._relevant(b_idx, c_idx, where, z_what)
         boxes = cells_to_boxes(where.astype(np.float64))
-        if len(b_idx) == 0:
-            z_what = np.zeros((0, 0), np.float32)
         return prob, b_idx, c_idx, boxes, z_what
 
     def _relevant(self, b_idx, c_idx, where, *more):

@@ -121,11 +121,12 @@ def compute_latents(
     ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's extent,
     spacemoc.model.boxes); the stored z_where are those boxes.
     """
+    import torch
+    from tqdm import tqdm
+
     from spacemoc.model.boxes import check_box_readout
 
     box_readout = check_box_readout(boxes)
-    import torch
-    from tqdm import tqdm
 
     if threads:
         torch.set_num_threads(threads)
