@@ -162,6 +162,12 @@ def main(argv=None) -> None:
         default="float32",
         help="Detector precision (default float32; bfloat16 is the opt-in fast mode)",
     )
+    p.add_argument(
+        "--boxes",
+        choices=("glimpse", "alpha"),
+        help="box readout (default: the run's config.yaml eval.boxes; alpha decodes each kept "
+        "object's glimpse)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -176,12 +182,15 @@ def main(argv=None) -> None:
             trust=args.trust,
             threshold=args.threshold,
             precision=args.precision,
+            **({"boxes": args.boxes} if args.boxes else {}),
         )
         source = str(args.run)
     else:
         if not (FIXTURE / "checkpoint.pth").is_file():
             raise SystemExit(f"no --run given and no fixture at {FIXTURE}")
         det = fixture_detector(args.device, args.threshold, args.precision)
+        if args.boxes:
+            det.boxes = args.boxes
         source = "fixture checkpoint (untrained weights)"
     frames = env_frames(det.game, args.frames)
     print(f"detector: {source}; {det}")
