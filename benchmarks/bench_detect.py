@@ -46,7 +46,9 @@ def env_frames(game: str, n: int, seed: int = 0, skip: int = 60) -> np.ndarray:
     return np.stack(frames)
 
 
-def fixture_detector(device, threshold: float = 0.5, precision: str = "float32"):
+def fixture_detector(
+    device, threshold: float = 0.5, precision: str = "float32", boxes: str = "glimpse"
+):
     from sklearn.cluster import KMeans
 
     from spacemoc.classifier import ZWhatClassifier
@@ -65,7 +67,9 @@ def fixture_detector(device, threshold: float = 0.5, precision: str = "float32")
         centroid_labels=np.array(game.relevant_indices),
     )
     model = load_checkpoint(FIXTURE / "checkpoint.pth")
-    return Detector(model, clf, device=device, threshold=threshold, precision=precision)
+    return Detector(
+        model, clf, device=device, threshold=threshold, precision=precision, boxes=boxes
+    )
 
 
 class ReferenceLikePath:
@@ -188,9 +192,7 @@ def main(argv=None) -> None:
     else:
         if not (FIXTURE / "checkpoint.pth").is_file():
             raise SystemExit(f"no --run given and no fixture at {FIXTURE}")
-        det = fixture_detector(args.device, args.threshold, args.precision)
-        if args.boxes:
-            det.boxes = args.boxes
+        det = fixture_detector(args.device, args.threshold, args.precision, args.boxes or "glimpse")
         source = "fixture checkpoint (untrained weights)"
     frames = env_frames(det.game, args.frames)
     print(f"detector: {source}; {det}")
