@@ -2,6 +2,8 @@
 # Target paths and file formats: docs/design.md. Config keys: workflow/schemas/config.schema.yaml.
 from snakemake.utils import min_version, validate
 
+from spacemoc.config import config_problems
+
 min_version("9.0")
 
 
@@ -9,6 +11,11 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+# Everything the schema cannot say, all at once, before any job runs. CUDA is checked where jobs
+# run on this machine (a cluster's submit host may have none).
+problems = config_problems(config, check_device=workflow.local_exec)
+if problems:
+    raise ValueError("invalid config:\n  " + "\n  ".join(problems))
 
 
 include: "workflow/rules/common.smk"

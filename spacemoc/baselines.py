@@ -13,10 +13,11 @@ relevant subset filters these boxes with the relevant area exactly as it does th
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 from scipy import ndimage
 
+from spacemoc.data.background import load_background
+from spacemoc.files import open_h5
 from spacemoc.metrics import FRAME_SIZE
 
 THRESHOLD = 24  # on 0..255: above interpolation noise at sprite borders, below sprite contrast
@@ -81,10 +82,10 @@ def evaluate_bgsub(
     from spacemoc.latents import object_boxes, read_objects
     from spacemoc.metrics import detection_scores, relevant_subset
 
-    background = prepare_background(np.load(background_path))
+    background = prepare_background(load_background(background_path))
     objects = read_objects(data_path)
     pred, gt, gt_labels = [], [], []
-    with h5py.File(data_path, "r") as f:
+    with open_h5(data_path, "dataset") as f:
         game = str(f.attrs["game"])
         frames = f["frames"]
         if frames.shape[0] == 0:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.atomic import atomic_path
+from spacemoc.files import load_npz
 
 FORMAT = "spacemoc-classifier/1"
 KINDS = ("nn", "ridge")
@@ -91,10 +92,9 @@ class ZWhatClassifier:
     @classmethod
     def load(cls, path: str | Path, game: str | None = None) -> ZWhatClassifier:
         """Read a ``classifier.npz`` (no unpickling). ``game`` given: check it matches."""
-        with np.load(path, allow_pickle=False) as f:
-            if "format" not in f or str(f["format"]) != FORMAT:
-                raise ValueError(f"{path} is not a spacemoc classifier ({FORMAT})")
-            arrays = {k: f[k] for k in f.files}
+        arrays = load_npz(path, "classifier")
+        if "format" not in arrays or str(arrays["format"]) != FORMAT:
+            raise ValueError(f"{path} is not a spacemoc classifier ({FORMAT})")
         clf = cls(
             kind=str(arrays["kind"]),
             game=str(arrays["game"]),

@@ -1,12 +1,16 @@
-"""Workflow configuration: load a YAML file, fill defaults and validate it against the schema.
+"""Workflow configuration: load a YAML file, fill defaults, validate it, and the slices of it
+that each stage's outputs depend on.
 
-Snakemake validates the same schema (workflow/schemas/config.schema.yaml links here), so a config
-that the workflow accepts is accepted by the `spacemoc` command line and vice versa.
+Snakemake validates the same schema (workflow/schemas/config.schema.yaml links here) and then
+calls ``config_problems``, so a config that the workflow accepts is accepted by the `spacemoc`
+command line and vice versa, and every problem is reported at start-up, before any output is
+touched.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -34,17 +38,84 @@ def _extend_with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _extend_with_defaults(jsonschema.Draft7Validator)
+_Validator = _extend_with_defaults(jsonschema.Draft202012Validator)
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Return a deep copy of ``config`` with defaults filled in; raise ValueError if invalid."""
+def validate_config(config: dict[str, Any], check_device: bool = False) -> dict[str, Any]:
+    """Return a deep copy of ``config`` with defaults filled in; raise ValueError naming every
+    problem (schema and ``config_problems``) if invalid."""
+    config = with_defaults(config)
+    problems = config_problems(config, check_device=check_device)
+    if problems:
+        raise ValueError("invalid spacemoc config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def with_defaults(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A deep copy of ``config`` with the schema's defaults filled in; ValueError naming every
+    schema violation (the schema alone: ``validate_config`` checks the rest)."""
     config = copy.deepcopy(config or {})
     errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         lines = [f"{'.'.join(map(str, e.path)) or '<top>'}: {e.message}" for e in errors]
         raise ValueError("invalid spacemoc config:\n  " + "\n  ".join(lines))
     return config
+
+
+def config_problems(config: dict[str, Any], check_device: bool = False) -> list[str]:
+    """What the schema cannot say about a schema-valid config, one line per problem: numbers
+    that are not finite, window < T, game names in game_overrides, model keys and values (the
+    model configs of every configured game are built), tracker settings, and with
+    ``check_device`` a CUDA device on a machine without CUDA."""
+    from spacemoc.games import GAMES
+
+    problems = [f"{where}: {value} is not a finite number" for where, value in _non_finite(config)]
+    data = config["data"]
+    if data["window"] < data["T"]:
+        problems.append(
+            f"data.window: {data['window']} is smaller than data.T ({data['T']}); each sample "
+            "keeps the last T frames of a window of env steps, so window must be >= T"
+        )
+    for name in config["game_overrides"]:
+        if name not in GAMES:
+            problems.append(
+                f"game_overrides.{name}: unknown game (names are lower case): "
+                f"{', '.join(sorted(GAMES))}"
+            )
+    if not problems:
+        from spacemoc.train import build_configs
+
+        for game in dict.fromkeys([*config["games"], *config["game_overrides"]]):
+            try:
+                build_configs(game, config)
+            except (ValueError, TypeError) as err:
+                problems.append(f"model settings for {game}: {err}")
+    try:
+        from spacemoc.tracking import Tracker
+
+        Tracker(**config["tracking"])
+    except ValueError as err:
+        problems.append(f"tracking: {err}")
+    device = config["train"]["device"]
+    if check_device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(
+                f"train.device: {device!r} but this machine has no CUDA; use auto or cpu"
+            )
+    return problems
+
+
+def _non_finite(value, where: str = ""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield where, value
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
@@ -64,3 +135,68 @@ def merge(base: dict, update: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def canonical(value):
+    """``value`` with every dict's keys sorted: the same settings give the same repr whatever the
+    order of the keys in the config file (Snakemake compares params by their repr)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# What each stage's outputs depend on: the workflow's params (a change reruns the rule) and the
+# record kept in the outputs. Settings absent here change no byte of the outputs.
+
+# train settings that decide where and how visibly training runs, not the weights it reaches
+# (compositing: windowed and dense give the same numbers).
+TRAIN_RUN_SETTINGS = ("checkpoint_every", "log_every", "image_every", "device", "compositing")
+
+
+def dataset_arguments(config: dict, split: str) -> dict:
+    """make_dataset keyword arguments for ``split`` of a validated config, without ``workers``
+    (the file does not depend on it); ``config`` records the resolved settings in the file."""
+    data = config["data"]
+    if split == "tracking":
+        n, T = data["tracking"]["sequences"], data["tracking"]["length"]
+    else:
+        n, T = data["sizes"][split], data["T"]
+    kwargs = {
+        "n_samples": n,
+        "T": T,
+        "window": data["window"],
+        "seed": data["split_seeds"][split],
+        "motion_kind": data["motion_kind"],
+    }
+    return {**kwargs, "config": {"data": {"split": split, **kwargs}}}
+
+
+def training_recipe(config: dict, game: str) -> dict:
+    """The settings ``game``'s trained weights depend on: train (less TRAIN_RUN_SETTINGS), model
+    and this game's overrides. Other sections (data sizes, evaluation, other games) do not
+    retrain it; the training data itself is checked by its fingerprint."""
+    overrides = config.get("game_overrides", {})
+    recipe = {
+        "train": {k: v for k, v in config["train"].items() if k not in TRAIN_RUN_SETTINGS},
+        "model": config.get("model", {}),
+        "game_overrides": {game: overrides[game]} if game in overrides else {},
+    }
+    return canonical(recipe)
+
+
+def run_record(config: dict, game: str) -> dict:
+    """The config a trained and evaluated run of ``game`` records beside its outputs (the
+    exported detector's config.yaml): a valid config for that game alone, without the settings
+    that changed nothing in it (threads, workers, other games, seeds, TRAIN_RUN_SETTINGS)."""
+    data = {k: v for k, v in config["data"].items() if k != "workers"}
+    return canonical(
+        {
+            "games": [game],
+            "data": data,
+            **training_recipe(config, game),
+            "eval": config["eval"],
+        }
+    )

@@ -12,13 +12,34 @@ when shipped) holds
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import yaml
 
+from spacemoc.atomic import atomic_dir
+
 DETECTOR_WEIGHTS = "detector.pt"
+# Everything an export writes: a folder holding anything else is not ours to replace.
+DETECTOR_FILES = frozenset(
+    {DETECTOR_WEIGHTS, "classifier.npz", "classifier_labels.csv", "eval.csv", "config.yaml"}
+)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace anything but a missing or empty folder or an earlier export."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a detector folder; choose another path")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    foreign = sorted(entries - DETECTOR_FILES)
+    if entries and (foreign or DETECTOR_WEIGHTS not in entries):
+        shown = ", ".join(foreign[:5] or sorted(entries)[:5])
+        raise ValueError(
+            f"{out_dir} is not empty and not a detector folder (it holds {shown}); export "
+            "replaces only an earlier export: choose a new or empty folder"
+        )
 
 
 def export_detector(
@@ -29,7 +50,8 @@ def export_detector(
     eval_path: str | Path | None = None,
     config: dict | None = None,
 ) -> Path:
-    """Write the detector folder ``out_dir`` (replacing it only when complete)."""
+    """Write the detector folder ``out_dir``. An earlier export there is replaced when the new
+    one is complete; any other non-empty folder is refused (ValueError)."""
     from spacemoc.model import load_checkpoint, save_checkpoint
 
     model_path, classifier_path, out_dir = Path(model_path), Path(classifier_path), Path(out_dir)
@@ -39,10 +61,8 @@ def export_detector(
     if model.bg_module is None:
         raise ValueError(f"{model_path} is already a detector-only checkpoint")
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    check_replaceable(out_dir)
+    with atomic_dir(out_dir) as tmp:
         save_checkpoint(
             tmp / DETECTOR_WEIGHTS,
             model,
@@ -59,9 +79,4 @@ def export_detector(
             shutil.copyfile(eval_path, tmp / "eval.csv")
         if config is not None:
             (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -27,10 +27,10 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from spacemoc.atomic import atomic_path
+from spacemoc.atomic import atomic_h5
+from spacemoc.files import open_h5
 from spacemoc.metrics import CENTRE_THRESHOLD, FRAME_SIZE, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
@@ -140,7 +140,7 @@ def compute_latents(
         model = model.to(device)
     if hasattr(model, "eval"):
         model.eval()
-    with h5py.File(data_path, "r") as f:
+    with open_h5(data_path, "dataset") as f:
         data_game = str(f.attrs["game"])
         split = str(f.attrs.get("split", Path(data_path).stem))
         data_labels = tuple(str(s) for s in f.attrs["labels"])
@@ -165,57 +165,56 @@ def compute_latents(
         infer_kwargs.update(boxes=box_readout, threshold=PRESENT)
     cells = model.config.G**2
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
-        with h5py.File(data_path, "r") as src, h5py.File(tmp, "w") as dst:
-            frames = src["frames"]
-            datasets = {}
-            for start in tqdm(range(0, n, batch_size), desc=f"latents {split}", unit="batch"):
-                stop = min(start + batch_size, n)
-                batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
-                images = torch.from_numpy(batch).float().div_(255).permute(0, 1, 4, 2, 3)
-                if model.channel_order == "bgr":
-                    images = images.flip(2)
-                images = images.reshape(-1, *images.shape[2:]).to(device)  # (b*T,3,128,128)
-                with torch.no_grad():
-                    out = model.infer(images, **infer_kwargs)
-                prob = _to_numpy(out["z_pres_prob"]).reshape(stop - start, t, cells)
-                where = _to_numpy(out["z_where"]).reshape(stop - start, t, cells, 4)
-                what = _to_numpy(out["z_what"]).reshape(stop - start, t, cells, -1)
-                if not datasets:
-                    datasets = _create(dst, n, t, cells, what.shape[-1])
-                gt_index = np.full((stop - start, t, cells), -1, dtype=np.int32)
-                label = np.full((stop - start, t, cells), -1, dtype=np.int16)
-                boxes = z_where_to_boxes(where)
-                for b in range(stop - start):
-                    for k in range(t):
-                        rows = objects[start + b][k]
-                        m = match_cells(prob[b, k], boxes[b, k], rows)
-                        gt_index[b, k] = m
-                        label[b, k][m >= 0] = rows["label"][m[m >= 0]]
-                for name, value in (
-                    ("z_pres_prob", prob),
-                    ("z_where", where),
-                    ("z_what", what),
-                    ("label", label),
-                    ("gt_index", gt_index),
-                ):
-                    datasets[name][start:stop] = value
-            dst.attrs.update(
-                format=FORMAT,
-                game=game,
-                labels=list(labels),
-                split=split,
-                n_samples=n,
-                T=t,
-                G=int(model.config.G),
-                model_path=str(model_path),
-                model_step=int(getattr(model, "step", -1) or -1),
-                model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
-                data_path=str(data_path),
-                present_threshold=PRESENT,
-                z_what_all_cells=bool(all_cells or "present_only" not in infer_kwargs),
-                box_readout=box_readout,
-            )
+    with atomic_h5(out_path) as dst, open_h5(data_path, "dataset") as src:
+        frames = src["frames"]
+        datasets = {}
+        for start in tqdm(range(0, n, batch_size), desc=f"latents {split}", unit="batch"):
+            stop = min(start + batch_size, n)
+            batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
+            images = torch.from_numpy(batch).float().div_(255).permute(0, 1, 4, 2, 3)
+            if model.channel_order == "bgr":
+                images = images.flip(2)
+            images = images.reshape(-1, *images.shape[2:]).to(device)  # (b*T,3,128,128)
+            with torch.no_grad():
+                out = model.infer(images, **infer_kwargs)
+            prob = _to_numpy(out["z_pres_prob"]).reshape(stop - start, t, cells)
+            where = _to_numpy(out["z_where"]).reshape(stop - start, t, cells, 4)
+            what = _to_numpy(out["z_what"]).reshape(stop - start, t, cells, -1)
+            if not datasets:
+                datasets = _create(dst, n, t, cells, what.shape[-1])
+            gt_index = np.full((stop - start, t, cells), -1, dtype=np.int32)
+            label = np.full((stop - start, t, cells), -1, dtype=np.int16)
+            boxes = z_where_to_boxes(where)
+            for b in range(stop - start):
+                for k in range(t):
+                    rows = objects[start + b][k]
+                    m = match_cells(prob[b, k], boxes[b, k], rows)
+                    gt_index[b, k] = m
+                    label[b, k][m >= 0] = rows["label"][m[m >= 0]]
+            for name, value in (
+                ("z_pres_prob", prob),
+                ("z_where", where),
+                ("z_what", what),
+                ("label", label),
+                ("gt_index", gt_index),
+            ):
+                datasets[name][start:stop] = value
+        dst.attrs.update(
+            format=FORMAT,
+            game=game,
+            labels=list(labels),
+            split=split,
+            n_samples=n,
+            T=t,
+            G=int(model.config.G),
+            model_path=str(model_path),
+            model_step=int(getattr(model, "step", -1) or -1),
+            model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
+            data_path=str(data_path),
+            present_threshold=PRESENT,
+            z_what_all_cells=bool(all_cells or "present_only" not in infer_kwargs),
+            box_readout=box_readout,
+        )
     return out_path
 
 
@@ -292,7 +291,7 @@ def load_latents(
     them (a clear ValueError names the mismatch)."""
     from spacemoc.games import get_game
 
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "latents") as f:
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         if attrs.get("format") != FORMAT:
             raise ValueError(f"{path} is not a spacemoc latents file ({FORMAT})")
@@ -305,7 +304,7 @@ def load_latents(
                 f"(step {attrs['model_step']}), not by {model_path}: remake it"
             )
         if data_path is not None:
-            with h5py.File(data_path, "r") as d:
+            with open_h5(data_path, "dataset") as d:
                 d_game, d_split = str(d.attrs["game"]), str(d.attrs.get("split", ""))
                 d_n = d["frames"].shape[0]
             if (d_game, d_n) != (attrs["game"], attrs["n_samples"]) or (

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.atomic import atomic_path
+from spacemoc.files import open_h5
 
 PLOTS = ("detections", "pr_curve", "latent_pca", "train_curves", "confusion")
 
@@ -134,7 +135,6 @@ def make_plots(
     latents_path, data_path, classifier_path, train_curves_path, out_dir, n_frames: int = 8
 ) -> dict[str, Path]:
     """All figures of one model into ``out_dir``; returns name -> path (names: ``PLOTS``)."""
-    import h5py
 
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.evaluate import ground_truth, joint_evaluation, prediction_encodings
@@ -155,7 +155,7 @@ def make_plots(
     # One frame (the first) of the first samples.
     t = lat.z_pres_prob.shape[1]
     samples = range(min(n_frames, lat.z_pres_prob.shape[0]))
-    with h5py.File(data_path, "r") as f:
+    with open_h5(data_path, "dataset") as f:
         frames = [f["frames"][i][0] for i in samples]
     idx = [i * t for i in samples]
     out["detections"] = plot_detections(

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from spacemoc.atomic import atomic_path
+from spacemoc.files import open_h5
 
 _INFEASIBLE = 1e6  # cost of a pair outside the gate; never kept after the assignment
 
@@ -382,7 +383,6 @@ def evaluate_tracking(
     subset).
     Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
     """
-    import h5py
     import torch
     from tqdm import tqdm
 
@@ -396,7 +396,7 @@ def evaluate_tracking(
     detector = Detector.load(model, device=device, classifier=classifier, **kwargs)
     tracker = Tracker(**tracker_kwargs)
     objects = read_table(tracking_h5, "objects")
-    with h5py.File(tracking_h5, "r") as f:
+    with open_h5(tracking_h5, "tracking data") as f:
         ds = f["frames"]
         game_name = f.attrs.get("game", detector.game)
         if isinstance(game_name, bytes):
@@ -429,9 +429,8 @@ def ground_truth_tracking(
 
     if not 0.0 <= drop < 1.0:
         raise ValueError(f"drop must be in [0, 1), got {drop}")
-    import h5py
 
-    with h5py.File(tracking_h5, "r") as f:
+    with open_h5(tracking_h5, "tracking data") as f:
         game = get_game(str(f.attrs["game"]))
         T = f["frames"].shape[1]
     rng = np.random.default_rng(seed)

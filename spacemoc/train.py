@@ -9,6 +9,11 @@
 - ``logs/``: TensorBoard scalars and images, and ``logs/train_curves.csv`` (kept across resumes);
 - ``train_curves.csv``: a copy of the curves, written at the end beside ``model.pt``.
 
+Checkpoints record a fingerprint of the training data: checkpoints of other data are moved to
+``checkpoints/previous_data/`` and training starts afresh (said in the log). Training stops with
+an error naming the step when the loss or a weight stops being finite; a non-finite model is
+never written.
+
 The live curves stay in ``logs/`` because Snakemake deletes the outputs of a failed job, and
 ``train_curves.csv`` is an output; checkpoints and logs are not outputs, so a rerun resumes.
 """
@@ -28,13 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from spacemoc.atomic import atomic_path
-from spacemoc.config import validate_config
+from spacemoc.atomic import atomic_path, remove_orphan_temps
+from spacemoc.config import validate_config, with_defaults
+from spacemoc.files import h5_fingerprint
 from spacemoc.games import get_game
 from spacemoc.model.moc import MocConfig, MocLoss
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{9})\.pt$")
 KEEP_CHECKPOINTS = 3
+PREVIOUS_DATA_DIR = "previous_data"  # in checkpoints/: the checkpoints of other training data
 
 # Step boundaries multiplied by train.anneal_scale (prior/temperature annealing, fixed-alpha
 # warm-up, linear MOC scheduler), so that a short budget reaches the end values.
@@ -90,7 +97,7 @@ def build_configs(game: str, config: dict | None = None):
     """
     from spacemoc.model import SpaceConfig
 
-    config = validate_config(config or {})
+    config = with_defaults(config)
     row = get_game(game)
     space: dict[str, Any] = {"compositing": config["train"]["compositing"]}
     moc: dict[str, Any] = {}
@@ -260,6 +267,25 @@ def _load_latest_checkpoint(directory: Path) -> dict | None:
             raise ValueError(f"checkpoint {path} holds step {state.get('step')}, not {step}")
         state["path"] = str(path)
         return state
+    return None
+
+
+def _set_aside(checkpoint_dir: Path) -> Path:
+    """Move the periodic checkpoints into ``previous_data/`` (replacing what an earlier data
+    change put there), so a fresh start neither continues nor deletes them."""
+    aside = checkpoint_dir / PREVIOUS_DATA_DIR
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for _, path in list_checkpoints(checkpoint_dir):
+        path.rename(aside / path.name)
+    return aside
+
+
+def _first_non_finite(model) -> str | None:
+    """The name of the first parameter holding a NaN or an infinity, if any."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            return name
     return None
 
 
@@ -533,7 +559,10 @@ def train(
         raise ValueError(f"{data_path} has T={dataset.T} frames per sample; MOC needs T >= 2")
 
     steps = int(train_cfg["steps"])
+    for orphan in [*remove_orphan_temps(checkpoint_dir), *remove_orphan_temps(out_dir)]:
+        print(f"removed {orphan}, a temporary file of an interrupted run")
     identity = {
+        "data_fingerprint": h5_fingerprint(data_path),
         "model_config": space_cfg.to_dict(),
         "moc_config": moc_cfg.to_dict(),
         "seed": int(seed),
@@ -552,6 +581,15 @@ def train(
 
     start = 0
     state = _load_latest_checkpoint(checkpoint_dir)
+    if state is not None and state.get("data_fingerprint") != identity["data_fingerprint"]:
+        aside = _set_aside(checkpoint_dir)
+        print(
+            f"{state['path']} (step {state['step']}) was trained on other data than {data_path} "
+            f"(data fingerprint {state.get('data_fingerprint') or 'not recorded'}, now "
+            f"{identity['data_fingerprint']}): starting afresh at step 0; its checkpoints are "
+            f"kept in {aside}"
+        )
+        state = None
     if state is not None:
         state.setdefault("precision", "float32")  # checkpoints from before the option
         _check_resumable(state, {**identity, "game": get_game(game).name})
@@ -584,10 +622,12 @@ def train(
     curves = _Curves(log_dir / "train_curves.csv", start)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(log_dir), purge_step=start if start > 0 else None)
+    # purge_step: TensorBoard drops the events a resumed (or restarted) run writes again
+    writer = SummaryWriter(str(log_dir), purge_step=start)
 
     def save(step: int, path: Path, *, periodic: bool) -> None:
         extra = {
+            "data_fingerprint": identity["data_fingerprint"],
             "moc_config": identity["moc_config"],
             "seed": identity["seed"],
             "train_config": dict(train_cfg),
@@ -595,7 +635,11 @@ def train(
         if periodic:
             epoch, batch_in_epoch = sampler.position(step)
             extra.update(
-                {k: v for k, v in identity.items() if k not in ("model_config", "moc_config")},
+                {
+                    k: v
+                    for k, v in identity.items()
+                    if k not in ("model_config", "moc_config", "data_fingerprint")
+                },
                 optimizer_fg=optimizer_fg.state_dict(),
                 optimizer_bg=optimizer_bg.state_dict(),
                 moc=moc.state_dict(),
@@ -630,10 +674,14 @@ def train(
             )
             sync()
             done = step + 1
-            if not torch.isfinite(loss):
+            broken = None if torch.isfinite(loss) else f"loss {loss.item()}"
+            if broken is None and (name := _first_non_finite(model)) is not None:
+                broken = f"weight {name} is not finite after the update"
+            if broken is not None:
                 raise FloatingPointError(
-                    f"training diverged at step {done}: loss {loss.item()} "
-                    f"(elbo {elbo_loss.item()}, moc {moc_loss.item()})"
+                    f"training diverged at step {done} of {steps}: {broken} (elbo "
+                    f"{elbo_loss.item()}, moc {moc_loss.item()}; lr_fg {identity['lr_fg']}, "
+                    f"lr_bg {identity['lr_bg']}); no model written, the last checkpoint is kept"
                 )
             timings = {
                 "step_time_s": time.perf_counter() - step_clock,

@@ -199,17 +199,17 @@ def test_killed_run_leaves_no_final_file(work, background):
         "from spacemoc.data import make_dataset\n"
         f"make_dataset('pong', 'train', {str(out)!r}, {str(background)!r}, 4096, workers=1)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    tmp = out.with_name("killed.tmp.h5")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        while not tmp.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        assert tmp.exists()
+        # killed once samples are being collected (the progress bar has started)
+        assert "pong train" in proc.stderr.read(200)
+        time.sleep(1.0)
+        assert proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
     assert not out.exists()
+    assert list(work.glob("*killed*")) == []  # nothing half-written either
 
 
 def test_bad_input_errors(work, background):
@@ -239,7 +239,11 @@ def test_cli_dataset_and_show(work, background):
     assert cli(["dataset", *args, "--samples", "2", "--workers", "1"]) == 0
     with h5py.File(out, "r") as f:
         assert f["frames"].shape[:2] == (2, 4)
-        assert json.loads(f.attrs["config"])["data"]["sizes"]["test"] == 1024
+        # the settings the file was made with, command-line overrides included
+        recorded = json.loads(f.attrs["config"])["data"]
+        assert recorded == {
+            "split": "test", "n_samples": 2, "T": 4, "window": 20, "seed": 2, "motion_kind": "mode"
+        }  # fmt: skip
     png = work / "show.png"
     assert cli(["show", "--data", str(out), "--out", str(png), "--samples", "2"]) == 0
     from PIL import Image

@@ -65,36 +65,28 @@ def _dataset(args) -> None:
     game = get_game(args.game).name
     split = check_split(args.split, DATA_SPLITS)
     out = make_dataset(
-        game, split, args.out, args.background, **dataset_arguments(config, split, args)
+        game, split, args.out, args.background, **_dataset_kwargs(config, split, args)
     )
     print(f"wrote {out}")
 
 
-def dataset_arguments(config: dict, split: str, args=None) -> dict:
-    """make_dataset keyword arguments for ``split`` from a validated config (+ CLI overrides)."""
-    data = config["data"]
-    if split == "tracking":
-        n, T = data["tracking"]["sequences"], data["tracking"]["length"]
-    else:
-        n, T = data["sizes"][split], data["T"]
-    kwargs = {
-        "n_samples": n,
-        "T": T,
-        "window": data["window"],
-        "seed": data["split_seeds"][split],
-        "motion_kind": data["motion_kind"],
-        "workers": data["workers"],
-        "config": {"data": config["data"]},  # the part of the config the data depend on
-    }
-    if args is not None:
-        for name, value in (
-            ("n_samples", args.samples),
-            ("motion_kind", args.motion_kind),
-            ("workers", args.workers),
-            ("seed", args.seed),
-        ):
-            if value is not None:
-                kwargs[name] = value
+def _dataset_kwargs(config: dict, split: str, args) -> dict:
+    """make_dataset keyword arguments: the config's, then the command line's overrides (the file
+    records the resolved values)."""
+    from spacemoc.config import dataset_arguments
+
+    kwargs = dataset_arguments(config, split)
+    kwargs["workers"] = config["data"]["workers"]
+    for name, value in (
+        ("n_samples", args.samples),
+        ("motion_kind", args.motion_kind),
+        ("workers", args.workers),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            kwargs[name] = value
+    recorded = {k: kwargs[k] for k in ("n_samples", "T", "window", "seed", "motion_kind")}
+    kwargs["config"] = {"data": {"split": split, **recorded}}
     return kwargs
 
 

@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 
-def train_arguments(config: dict, game: str) -> dict:
-    """The config sections that shape ``game``'s model (the train rule's params): a change in
-    other sections (data sizes, evaluation, other games' overrides) must not retrain it."""
-    overrides = config.get("game_overrides", {})
-    return {
-        "train": config["train"],
-        "model": config.get("model", {}),
-        "game_overrides": {game: overrides[game]} if game in overrides else {},
-    }
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from spacemoc.atomic import atomic_path
 from spacemoc.data.env import RandomAgent, make_env, random_steps, reset, step
+from spacemoc.files import damaged_file_error
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 
 WARMUP_STEPS = 100
@@ -81,10 +82,13 @@ def load_background(path: str | Path) -> np.ndarray:
             f"`spacemoc background --game <game> --out {path.with_suffix('.png')}` "
             "(or the workflow's `background` rule)"
         )
-    if path.suffix == ".npy":
-        img = np.load(path, allow_pickle=False)
-    else:
-        img = np.asarray(Image.open(path).convert("RGB"))
+    try:
+        if path.suffix == ".npy":
+            img = np.load(path, allow_pickle=False)
+        else:
+            img = np.asarray(Image.open(path).convert("RGB"))
+    except (OSError, EOFError, ValueError) as err:
+        raise damaged_file_error(path, "background", err) from err
     return _check_background(img, path)
 
 

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from spacemoc.data.motion import motion_hints
 from spacemoc.data.writer import split_rows
+from spacemoc.files import open_h5
 
 MOTION_THRESHOLD = 0.1  # binarised motion = motion > 0.1 * mean over the sample's T frames
 
@@ -32,7 +33,7 @@ class AtariDataset(Dataset):
             raise ValueError(f"dataset file {self.path} does not exist")
         self.grid_size = int(grid_size)
         self.with_gt = with_gt
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path, "dataset") as f:
             missing = [k for k in ("frames", "motion", "motion_boxes") if k not in f]
             if with_gt and "objects" not in f:
                 missing.append("objects")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from spacemoc.data.writer import split_rows
+from spacemoc.files import open_h5
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
 
 SCALE = 3  # frames are drawn at 3x the original 160x210 size (aspect ratio restored)
@@ -27,7 +27,7 @@ def show(data_path: str | Path, out_path: str | Path, samples: int = 4) -> Path:
         raise ValueError(f"dataset file {data_path} does not exist")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    with h5py.File(data_path, "r") as f:
+    with open_h5(data_path, "dataset") as f:
         n, T = f["frames"].shape[:2]
         labels = [str(v) for v in f.attrs["labels"]]
         title = f"{f.attrs['game']} / {f.attrs['split']} / motion: {f.attrs['motion_kind']}"

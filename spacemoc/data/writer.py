@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from importlib import metadata
 from pathlib import Path
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
 import spacemoc
+from spacemoc.atomic import atomic_h5
 from spacemoc.data.background import load_background
 from spacemoc.data.env import FRAMESKIP, OBJECT_DTYPE
 from spacemoc.data.motion import check_motion_kind
 from spacemoc.data.preprocess import IMAGE_SIZE
 from spacemoc.data.rollout import ChunkTask, chunk_samples, collect_chunk
+from spacemoc.files import open_h5
 from spacemoc.games import DATA_SPLITS, check_split, get_game
 
 DEFAULT_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "tracking": 3}
@@ -101,8 +101,6 @@ def make_dataset(
     tasks = _tasks(spec.name, seed, n_samples, T, window, span, motion_kind, tracking)
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(f"{out_path.stem}.tmp.h5")
     attrs = {
         "game": spec.name,
         "env_id": spec.env_id,
@@ -119,44 +117,39 @@ def make_dataset(
         "ale_py_version": _version("ale-py"),
         "config": json.dumps(config if config is not None else {}, sort_keys=True),
     }
-    try:
-        with h5py.File(tmp_path, "w") as f:
-            f.attrs.update(attrs)
-            frames = f.create_dataset(
-                "frames",
-                (n_samples, T, IMAGE_SIZE, IMAGE_SIZE, 3),
-                np.uint8,
-                chunks=(1, T, IMAGE_SIZE, IMAGE_SIZE, 3),
-                **COMPRESSION,
+    with atomic_h5(out_path) as f:
+        f.attrs.update(attrs)
+        frames = f.create_dataset(
+            "frames",
+            (n_samples, T, IMAGE_SIZE, IMAGE_SIZE, 3),
+            np.uint8,
+            chunks=(1, T, IMAGE_SIZE, IMAGE_SIZE, 3),
+            **COMPRESSION,
+        )
+        motion = f.create_dataset(
+            "motion",
+            (n_samples, T, IMAGE_SIZE, IMAGE_SIZE),
+            np.uint8,
+            chunks=(1, T, IMAGE_SIZE, IMAGE_SIZE),
+            **COMPRESSION,
+        )
+        tables = {
+            name: f.create_dataset(
+                name, (0,), OBJECT_DTYPE, maxshape=(None,), chunks=(4096,), **COMPRESSION
             )
-            motion = f.create_dataset(
-                "motion",
-                (n_samples, T, IMAGE_SIZE, IMAGE_SIZE),
-                np.uint8,
-                chunks=(1, T, IMAGE_SIZE, IMAGE_SIZE),
-                **COMPRESSION,
-            )
-            tables = {
-                name: f.create_dataset(
-                    name, (0,), OBJECT_DTYPE, maxshape=(None,), chunks=(4096,), **COMPRESSION
-                )
-                for name in ("objects", "motion_boxes")
-            }
-            progress = tqdm(total=n_samples, desc=f"{spec.name} {split}", unit="sample")
-            for task, result in zip(tasks, _results(tasks, background, workers), strict=True):
-                rows = slice(task.first_sample, task.first_sample + task.n_samples)
-                frames[rows] = result.frames
-                motion[rows] = result.motion
-                for name, table in tables.items():
-                    new = getattr(result, name)
-                    table.resize((table.shape[0] + len(new),))
-                    table[table.shape[0] - len(new) :] = new
-                progress.update(task.n_samples)
-            progress.close()
-        os.replace(tmp_path, out_path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+            for name in ("objects", "motion_boxes")
+        }
+        progress = tqdm(total=n_samples, desc=f"{spec.name} {split}", unit="sample")
+        for task, result in zip(tasks, _results(tasks, background, workers), strict=True):
+            rows = slice(task.first_sample, task.first_sample + task.n_samples)
+            frames[rows] = result.frames
+            motion[rows] = result.motion
+            for name, table in tables.items():
+                new = getattr(result, name)
+                table.resize((table.shape[0] + len(new),))
+                table[table.shape[0] - len(new) :] = new
+            progress.update(task.n_samples)
+        progress.close()
     return out_path
 
 
@@ -177,7 +170,7 @@ def _results(tasks, background, workers):
 
 def read_table(path: str | Path, name: str = "objects") -> list[list[np.ndarray]]:
     """A box table of a dataset file split per sample and frame: ``table[sample][t]`` -> rows."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "dataset") as f:
         if name not in f:
             raise ValueError(f"{path} has no table {name!r}; it has {sorted(f.keys())}")
         rows = f[name][()]

@@ -7,11 +7,13 @@ Loading always uses ``torch.load(..., weights_only=True)`` and checks every key 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from spacemoc.atomic import atomic_path
+from spacemoc.files import damaged_file_error
 
 from .config import SpaceConfig
 from .space import Space
@@ -111,6 +113,11 @@ def reference_config(state_dict: dict, overrides: dict | None = None) -> SpaceCo
     return SpaceConfig.from_dict({**SpaceConfig().to_dict(), **values})
 
 
+def _is_device_error(err: Exception) -> bool:
+    """torch.load failing on the device (no CUDA), not on the file."""
+    return isinstance(err, RuntimeError) and "CUDA" in str(err)
+
+
 def _is_reference(ckpt: dict) -> bool:
     return isinstance(ckpt.get("model"), dict) and "format" not in ckpt
 
@@ -135,7 +142,9 @@ def load_checkpoint(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        if _is_device_error(err):
+            raise ValueError(f"cannot load checkpoint {path} onto {map_location}: {err}") from err
+        raise damaged_file_error(path, "checkpoint", err) from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not a checkpoint dict (got {type(ckpt).__name__})")
 
@@ -220,12 +229,13 @@ def save_checkpoint(
         if key in payload:
             raise ValueError(f"extra key {key!r} would overwrite a checkpoint field")
         payload[key] = value
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    bad = [k for k, v in payload["state_dict"].items() if not torch.isfinite(v).all()]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise FloatingPointError(
+            f"refusing to write {path}: {len(bad)} of {len(payload['state_dict'])} weight "
+            f"tensors hold NaN or infinite values ({', '.join(bad[:3])}{more})"
+        )
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -1,5 +1,5 @@
 # Rules of the data stage: background image, then one HDF5 file per split.
-from spacemoc.cli.data import dataset_arguments
+from spacemoc.config import dataset_arguments
 
 
 rule background:
@@ -28,7 +28,8 @@ rule dataset:
         "results/{game}/benchmarks/dataset_{split}.tsv"
     threads: config["data"]["workers"]
     params:
-        # make_dataset arguments of the split (size, T, seed, motion kind) from the config
+        # make_dataset arguments of the split (size, T, window, seed, motion kind): exactly what
+        # the file depends on; the worker count (threads) changes no byte of it
         kwargs=lambda wildcards: dataset_arguments(config, wildcards.split),
     script:
         "../scripts/dataset.py"

@@ -1,4 +1,5 @@
 # Rule of the export stage: a trained run as a self-contained detector folder (docs/detector.md).
+from spacemoc.config import run_record
 
 
 # Copies and one small checkpoint: never worth a cluster job.
@@ -19,7 +20,7 @@ rule export:
     benchmark:
         "results/{game}/benchmarks/export_seed{seed}.tsv"
     params:
-        # the whole resolved config: what the run was trained and evaluated with
-        config=lambda wildcards: config,
+        # what the run was trained and evaluated with (the folder's config.yaml)
+        config=lambda wildcards: run_record(config, wildcards.game),
     script:
         "../scripts/export.py"

@@ -1,6 +1,7 @@
 # Rules of the tracking stage: detector + tracker on the long consecutive sequences of the
 # tracking split -> MOTA and IDF1 (docs/tracking.md). The evaluate rule reads the CSV into the
 # mota and idf1 columns of metrics.csv.
+from spacemoc.config import canonical
 
 
 rule tracking:
@@ -16,9 +17,8 @@ rule tracking:
         "results/{game}/benchmarks/tracking_seed{seed}.tsv"
     threads: config["threads"]
     params:
-        # Tracker settings (max_missed, max_distance, appearance_weight): library defaults
-        # unless the config has a `tracking` section.
-        tracker=config.get("tracking", {}),
+        # Tracker settings given in the config's `tracking` section (library defaults otherwise)
+        tracker=canonical(config["tracking"]),
         boxes=config["eval"]["boxes"],
     script:
         "../scripts/tracking.py"

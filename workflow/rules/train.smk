@@ -1,5 +1,5 @@
 # Rules of the train stage.
-from spacemoc.cli.train import train_arguments
+from spacemoc.config import training_recipe
 
 
 # Checkpoints in results/{game}/seed{seed}/checkpoints/ are not outputs: Snakemake keeps them
@@ -18,7 +18,8 @@ rule train:
     resources:
         gpu=1,
     params:
-        # train, model and this game's overrides: other config sections do not retrain
-        config=lambda wildcards: train_arguments(config, wildcards.game),
+        # what the weights depend on (a change retrains); the script reads the whole config, whose
+        # other settings (logging, checkpoint interval, device, other games) do not retrain
+        recipe=lambda wildcards: training_recipe(config, wildcards.game),
     script:
         "../scripts/train.py"

@@ -10,7 +10,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.data,
         Path(snakemake.output.model).parent,
         game=snakemake.wildcards.game,
-        config=snakemake.params.config,
+        config=snakemake.config,
         seed=int(snakemake.wildcards.seed),
         threads=snakemake.threads,
     )
