@@ -19,6 +19,14 @@ from pathlib import Path
 import yaml
 
 DETECTOR_WEIGHTS = "detector.pt"
+PRETRAINED_ROOT = Path(__file__).parent / "pretrained"  # detectors shipped with the package
+
+
+def shipped_detectors() -> list[str]:
+    """Games with a detector folder shipped in ``spacemoc/pretrained/``."""
+    if not PRETRAINED_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / DETECTOR_WEIGHTS).is_file())
 
 
 def export_detector(
