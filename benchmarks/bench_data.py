@@ -27,7 +27,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        background = save_background(compute_background(args.game, 100, 100), Path(tmp) / "bg.png")
+        background = save_background(
+            compute_background(args.game, 100, 100), Path(tmp) / "bg.png", game=args.game
+        )
         out = Path(tmp) / "test.h5"
         start = time.perf_counter()
         make_dataset(

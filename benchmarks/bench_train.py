@@ -43,7 +43,7 @@ def make_pong_data(folder: Path) -> Path:
     from spacemoc.data import compute_background, make_dataset, save_background
 
     background = folder / "background.png"
-    save_background(compute_background("pong", 40, seed=100), background)
+    save_background(compute_background("pong", 40, seed=100), background, game="pong")
     return make_dataset(
         "pong", "train", folder / "train.h5", background, n_samples=8, seed=0, workers=1
     )

@@ -12,7 +12,8 @@ reference's operator-precedence bug accepts any not-yet-used label at its first 
 label qualifies, the first candidate label not used yet is taken; when all are used, the most
 frequent neighbour label (the reference raised IndexError there).
 
-Files: ``classifier.npz`` (kind, game, labels, arrays; read by ``ZWhatClassifier.load`` with
+Files: ``classifier.npz`` (kind, game, labels, the box readout of the latents it was fit on,
+arrays; read by ``ZWhatClassifier.load`` with
 ``allow_pickle=False``, used by the detector), ``classifier.joblib`` (the equivalent fitted
 scikit-learn estimator, for scikit-learn users; loading it unpickles, so ``load_joblib`` needs
 ``trust=True``) and ``classifier_labels.csv`` (cluster, label, label_name).
@@ -46,6 +47,8 @@ class ZWhatClassifier:
     intercept: np.ndarray | None = None  # (C,) ridge
     classes: np.ndarray | None = None  # (n_classes,) ridge
     meta: dict = field(default_factory=dict)
+    # The box readout of the latents it was fit on ("" unknown): the detector's default readout.
+    box_readout: str = ""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -84,6 +87,8 @@ class ZWhatClassifier:
             "game": np.array(self.game),
             "labels": np.array(self.labels, dtype=str),
         }
+        if self.box_readout:
+            arrays["box_readout"] = np.array(self.box_readout)
         for name in ("centroids", "centroid_labels", "coef", "intercept", "classes"):
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
@@ -104,6 +109,7 @@ class ZWhatClassifier:
                 for k in ("centroids", "centroid_labels", "coef", "intercept", "classes")
                 if k in arrays
             },
+            box_readout=str(arrays["box_readout"]) if "box_readout" in arrays else "",
         )
         if game is not None:
             check_game(clf, game, path)
@@ -290,6 +296,7 @@ def train_classifier(
             centroids=np.zeros((0, lat.z_what.shape[-1])),
             centroid_labels=np.zeros(0, dtype=np.int64),
         )
+        clf.box_readout = str(lat.attrs.get("box_readout", ""))
         _write(clf, out_npz, out_joblib, out_labels_csv)
         return clf
     print(
@@ -316,6 +323,7 @@ def train_classifier(
         )
     else:
         clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+    clf.box_readout = str(lat.attrs.get("box_readout", ""))
     _write(clf, out_npz, out_joblib, out_labels_csv)
     return clf
 

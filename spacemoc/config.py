@@ -25,6 +25,19 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def schema_property(*keys: str) -> dict:
+    """The schema of one config value, e.g. ``schema_property("eval", "boxes")``."""
+    node = load_schema()
+    for key in keys:
+        node = node["properties"][key]
+    return node
+
+
+def schema_default(*keys: str) -> Any:
+    """The default the schema gives one config value: the only place a default is written."""
+    return copy.deepcopy(schema_property(*keys)["default"])
+
+
 def _extend_with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spacemoc.export import DETECTOR_WEIGHTS
+from spacemoc.devices import resolve_device
+from spacemoc.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
 from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
-from spacemoc.model.boxes import alpha_extent, check_box_readout
+from spacemoc.model.boxes import alpha_extent, resolve_box_readout
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -158,15 +159,6 @@ def check_preprocessed(images) -> np.ndarray:
 # ----------------------------------------------------------------------- box geometry
 
 
-def _configured_boxes(config_path: Path) -> str:
-    """The box readout a workflow config names (`eval.boxes`); configs older than the option
-    were evaluated with glimpse boxes."""
-    import yaml
-
-    config = yaml.safe_load(config_path.read_text()) or {}
-    return str((config.get("eval") or {}).get("boxes", "glimpse"))
-
-
 def cells_to_boxes(z_where: np.ndarray) -> np.ndarray:
     """(..., 4) [scale_x, scale_y, centre_x, centre_y] -> (..., 4) normalised
     [x_min, y_min, x_max, y_max] in [0,1] image coordinates (not clipped)."""
@@ -205,22 +197,6 @@ def to_ox4rl(detections, frame: np.ndarray | None = None) -> dict[str, list[tupl
 # ----------------------------------------------------------------------- the detector
 
 
-def _auto_device(device):
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"invalid device {device!r}: use None/'auto', 'cpu' or 'cuda[:N]'"
-        ) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available here")
-    return device
-
-
 class Detector:
     """SPACE model + z_what classifier -> labelled boxes on raw frames.
 
@@ -242,7 +218,7 @@ class Detector:
         hud: bool = False,
         batch_size: int = 32,
         precision: str = "float32",
-        boxes: str = "glimpse",
+        boxes: str | None = None,
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -268,7 +244,7 @@ class Detector:
         # bfloat16: the encoders run under autocast (~1.5x faster convolutions on CPUs with
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
-        self.boxes = check_box_readout(boxes)
+        self.boxes = resolve_box_readout(boxes, model=model, classifier=classifier)
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
@@ -281,7 +257,7 @@ class Detector:
         self.threshold = float(threshold)
         self.hud = bool(hud)
         self.batch_size = int(batch_size)
-        self.device = _auto_device(device)
+        self.device = resolve_device(device)
         if hasattr(model, "to"):
             model.to(self.device)
         if hasattr(model, "eval"):
@@ -340,8 +316,10 @@ class Detector:
         - A checkpoint file (`model.pt` or a reference `.pth`) with `classifier=` (a path to a
           `classifier.npz` or a run folder, or a fitted object with `.predict`).
         Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `boxes`) go to
-        the constructor. An exported folder's `config.yaml` sets the default box readout to the
-        one its `eval.csv` was computed with (`eval.boxes`).
+        the constructor. Without `boxes` the folder's own readout is used, the one its
+        evaluation was computed with (`spacemoc.model.boxes.resolve_box_readout`: an exported
+        folder's `config.yaml`, the run's classifier or latents, else the config schema's
+        default), so the detector gives the numbers the workflow gave.
         """
         from spacemoc.model import load_checkpoint
 
@@ -370,8 +348,6 @@ class Detector:
                 f"classifier/{REFERENCE_CLASSIFIER})"
             )
         model = load_checkpoint(weights)
-        if "boxes" not in kwargs and (folder / "config.yaml").is_file():
-            kwargs["boxes"] = _configured_boxes(folder / "config.yaml")
         game = game or getattr(model, "game", None)
         if classifier is None:
             if reference:
@@ -381,16 +357,18 @@ class Detector:
                 classifier = _load_classifier(folder, game)
         elif isinstance(classifier, (str, Path)):
             classifier = _load_classifier(Path(classifier), game)
+        kwargs["boxes"] = resolve_box_readout(
+            kwargs.get("boxes"), folder=folder, model=model, classifier=classifier
+        )
         return cls(model, classifier, game=game, device=device, **kwargs)
 
     @classmethod
     def pretrained(cls, game: str, device=None, **kwargs) -> Detector:
         """The detector shipped with the package in `spacemoc/pretrained/<game>/`."""
         name = get_game(game).name
-        root = Path(__file__).parent / "pretrained"
-        folder = root / name
-        if not folder.is_dir():
-            shipped = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        folder = PRETRAINED_ROOT / name
+        if name not in shipped_detectors():
+            shipped = shipped_detectors()
             raise ValueError(
                 f"no pretrained detector is shipped for {name!r}; available: "
                 f"{', '.join(shipped) or 'none'}. Train one (snakemake results/{name}/seed0/"

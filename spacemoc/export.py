@@ -42,6 +42,16 @@ def check_replaceable(out_dir: Path) -> None:
         )
 
 
+PRETRAINED_ROOT = Path(__file__).parent / "pretrained"  # detectors shipped with the package
+
+
+def shipped_detectors() -> list[str]:
+    """Games with a detector folder shipped in ``spacemoc/pretrained/``."""
+    if not PRETRAINED_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / DETECTOR_WEIGHTS).is_file())
+
+
 def export_detector(
     model_path: str | Path,
     classifier_path: str | Path,

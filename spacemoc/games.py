@@ -222,9 +222,14 @@ SPLITS = ("train", "validation", "test")
 DATA_SPLITS = (*SPLITS, "tracking")
 
 
+def game_key(name: str) -> str:
+    """The game table's key for a name as users write it (``Pong``, ``ALE/Pong-v5``, ...)."""
+    return name.lower().replace("ale/", "").replace("-v5", "").replace("_", "")
+
+
 def get_game(name: str) -> Game:
     """Look a game up by its lower-case name; unknown names raise one clear error."""
-    key = name.lower().replace("ale/", "").replace("-v5", "").replace("_", "")
+    key = game_key(name)
     if key not in GAMES:
         raise ValueError(f"unknown game {name!r}; known games: {', '.join(sorted(GAMES))}")
     return GAMES[key]

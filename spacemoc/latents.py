@@ -109,7 +109,7 @@ def compute_latents(
     threads: int | None = None,
     model=None,
     all_cells: bool = False,
-    boxes: str = "glimpse",
+    boxes: str | None = None,
 ) -> Path:
     """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
 
@@ -119,25 +119,26 @@ def compute_latents(
     only for present cells (zero elsewhere): the glimpse encoder is most of the inference time
     and the metrics use present cells only. ``boxes``: how boxes are read off the model,
     ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's extent,
-    spacemoc.model.boxes); the stored z_where are those boxes.
+    spacemoc.model.boxes); the stored z_where are those boxes. None: the readout the model's run
+    folder records, else the config schema's default (``resolve_box_readout``), as the workflow.
+    ``device``: auto, cpu, cuda or cuda:N.
     """
     import torch
     from tqdm import tqdm
 
-    from spacemoc.model.boxes import check_box_readout
-
-    box_readout = check_box_readout(boxes)
+    from spacemoc.devices import resolve_device
+    from spacemoc.model.boxes import resolve_box_readout
 
     if threads:
         torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if model is None:
         from spacemoc.model import load_checkpoint
 
         model = load_checkpoint(model_path, map_location=device)
     elif hasattr(model, "to"):
         model = model.to(device)
+    box_readout = resolve_box_readout(boxes, folder=Path(model_path).parent, model=model)
     if hasattr(model, "eval"):
         model.eval()
     with open_h5(data_path, "dataset") as f:

@@ -377,7 +377,8 @@ def evaluate_tracking(
 
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
     `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
-    `boxes`: the detector's box readout ("glimpse" or "alpha"; None: `Detector.load`'s default).
+    `boxes`: the detector's box readout ("glimpse" or "alpha"; None: the one the run was
+    evaluated with, as `Detector.load` resolves it).
     `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
     Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
     subset).

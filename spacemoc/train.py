@@ -35,6 +35,7 @@ import torch
 
 from spacemoc.atomic import atomic_path, remove_orphan_temps
 from spacemoc.config import validate_config, with_defaults
+from spacemoc.devices import resolve_device
 from spacemoc.files import h5_fingerprint
 from spacemoc.games import get_game
 from spacemoc.model.moc import MocConfig, MocLoss
@@ -145,17 +146,6 @@ def _scaled(value, scale: float):
     if value <= 0:  # e.g. fix_alpha_steps <= 0 means "never"; keep the sentinel
         return value
     return type(value)(round(value * scale))
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """ "auto" (or None): CUDA if available, else CPU; otherwise the named device."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use auto or cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
-    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def test_bad_input_errors(work, background):
 def test_cli_errors_are_one_clean_line(work, background, capsys):
     args = ["dataset", "--game", "pong", "--out", str(work / "c.h5"), "--background"]
     assert cli([*args, str(background), "--split", "dev"]) == 2
-    assert "error: unknown split 'dev'" in capsys.readouterr().err
+    assert "error: argument --split: invalid choice: 'dev'" in capsys.readouterr().err
     assert cli([*args, str(work / "none.npy"), "--split", "test"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err

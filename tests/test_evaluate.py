@@ -308,7 +308,7 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     # Labels only on present cells; z_what of absent cells is not encoded.
     assert (lat.label[~lat.present] == -1).all()
     assert (lat.z_what[~lat.present] == 0).all()
-    assert lat.attrs["box_readout"] == "glimpse"
+    assert lat.attrs["box_readout"] == "alpha"  # the workflow's default (config schema)
     # the alpha readout changes the boxes of present cells only, not their encodings
     with torch.no_grad():
         model.fg_module.img_encoder.z_pres_net.bias.fill_(0.5)  # some cells present

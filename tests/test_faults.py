@@ -8,12 +8,12 @@ import contextlib
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import tomllib
 import torch
 import yaml
 from conftest import REPO, run_snakemake
@@ -116,9 +116,7 @@ def test_other_training_data_starts_afresh_and_keeps_the_old_checkpoints(
     assert "was trained on other data" in capsys.readouterr().out
     second = torch.load(out / "model.pt", weights_only=True)
     assert second["data_fingerprint"] != first["data_fingerprint"]
-    assert any(
-        not torch.equal(second["state_dict"][k], v) for k, v in first["state_dict"].items()
-    )
+    assert any(not torch.equal(second["state_dict"][k], v) for k, v in first["state_dict"].items())
     aside = out / "checkpoints" / "previous_data"
     assert sorted(p.name for p in aside.iterdir()) == ["step_000000001.pt", "step_000000002.pt"]
     # the same data again resumes (nothing to do) instead of restarting
@@ -335,7 +333,10 @@ def _readers():
     }
 
 
-@pytest.mark.parametrize("kind", ["dataset", "dataset table", "latents", "classifier", "checkpoint"])
+KINDS = ["dataset", "dataset table", "latents", "classifier", "checkpoint"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_damaged_files_are_named_with_how_to_remake_them(kind, run_dir, pong_a, tmp_path):
     sources = {
         "dataset": pong_a,

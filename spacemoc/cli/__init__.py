@@ -12,12 +12,15 @@ import importlib
 import pkgutil
 import sys
 
+from spacemoc import __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spacemoc",
         description="SPACE+MOC unsupervised object discovery for Atari: every workflow stage.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
@@ -27,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit status (2: bad input, said in one line on stderr)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error argparse has reported
+        return int(stop.code or 0)
     try:
         return args.func(args) or 0
     except ValueError as err:  # bad input: one clear line, no traceback

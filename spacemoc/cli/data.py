@@ -4,32 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spacemoc.cli.args import add_env_seed, add_game, config_choices
+from spacemoc.games import DATA_SPLITS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "background", help="per-pixel mode image of a game (png + npy)", description=_bg.__doc__
     )
-    p.add_argument("--game", required=True, help="game name, e.g. pong")
+    add_game(p, required=True)
     p.add_argument("--out", required=True, type=Path, help="png path; the .npy is written beside")
     p.add_argument("--config", type=Path, help="config YAML (default: built-in defaults)")
     p.add_argument(
         "--frames", type=int, help="frames to take the mode over (config: data.background_frames)"
     )
-    p.add_argument("--seed", type=int, help="rollout seed (config: data.split_seeds.background)")
+    add_env_seed(
+        p, "env and random-agent seed of the rollout (config: data.split_seeds.background)"
+    )
     p.set_defaults(func=_bg)
 
     p = subparsers.add_parser(
         "dataset", help="collect one split into an HDF5 file", description=_dataset.__doc__
     )
-    p.add_argument("--game", required=True, help="game name, e.g. pong")
-    p.add_argument("--split", required=True, help="train, validation, test or tracking")
+    add_game(p, required=True)
+    p.add_argument("--split", required=True, choices=DATA_SPLITS, help="the split to collect")
     p.add_argument("--out", required=True, type=Path, help="HDF5 file to write")
-    p.add_argument("--background", required=True, type=Path, help="background .png or .npy")
+    p.add_argument(
+        "--background",
+        required=True,
+        type=Path,
+        help="the game's background .png or .npy (spacemoc background)",
+    )
     p.add_argument("--config", type=Path, help="config YAML (default: built-in defaults)")
     p.add_argument("--samples", type=int, help="number of samples (config: data.sizes / tracking)")
-    p.add_argument("--motion-kind", help="mode, median or flow (config: data.motion_kind)")
+    p.add_argument(
+        "--motion-kind",
+        choices=config_choices("data", "motion_kind"),
+        help="motion map kind (config: data.motion_kind)",
+    )
     p.add_argument("--workers", type=int, help="collection processes (config: data.workers)")
-    p.add_argument("--seed", type=int, help="split seed (config: data.split_seeds)")
+    add_env_seed(p, "env and random-agent seed of the split (config: data.split_seeds)")
     p.set_defaults(func=_dataset)
 
     p = subparsers.add_parser(
@@ -50,8 +64,8 @@ def _bg(args) -> None:
     data = load_config(args.config)["data"]
     game = get_game(args.game).name
     frames = args.frames if args.frames is not None else data["background_frames"]
-    seed = args.seed if args.seed is not None else data["split_seeds"]["background"]
-    png, npy = save_background(compute_background(game, frames, seed), args.out)
+    seed = args.env_seed if args.env_seed is not None else data["split_seeds"]["background"]
+    png, npy = save_background(compute_background(game, frames, seed), args.out, game=game)
     print(f"wrote {png} and {npy}")
 
 
@@ -59,11 +73,11 @@ def _dataset(args) -> None:
     """Collect one split of a game into an HDF5 file (sizes and seeds from the config)."""
     from spacemoc.config import load_config
     from spacemoc.data import make_dataset
-    from spacemoc.games import DATA_SPLITS, check_split, get_game
+    from spacemoc.games import get_game
 
     config = load_config(args.config)
     game = get_game(args.game).name
-    split = check_split(args.split, DATA_SPLITS)
+    split = args.split
     out = make_dataset(
         game, split, args.out, args.background, **_dataset_kwargs(config, split, args)
     )
@@ -81,7 +95,7 @@ def _dataset_kwargs(config: dict, split: str, args) -> dict:
         ("n_samples", args.samples),
         ("motion_kind", args.motion_kind),
         ("workers", args.workers),
-        ("seed", args.seed),
+        ("seed", args.env_seed),
     ):
         if value is not None:
             kwargs[name] = value

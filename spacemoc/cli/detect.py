@@ -1,11 +1,13 @@
-"""`spacemoc detect` (run a trained detector on live env frames) and `spacemoc track` (the
-tracking stage: MOTA / IDF1 on the tracking split), the functions the workflow's rule calls."""
+"""`spacemoc detect` (run a trained detector on live env frames), `spacemoc export` and
+`spacemoc tracking` (the tracking stage: MOTA / IDF1 on the tracking split), the functions the
+workflow's rules call."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from spacemoc.atomic import atomic_path
+from spacemoc.cli.args import add_boxes, add_device, add_env_seed, add_game, add_run, run_path
 
 
 def register(subparsers) -> None:
@@ -14,23 +16,23 @@ def register(subparsers) -> None:
         help="detect objects in frames of a live env with a trained detector",
         description=_detect.__doc__,
     )
-    p.add_argument(
-        "--run",
-        required=True,
-        type=Path,
-        help="run folder (results/<game>/seed<k>), a reference <game>/ folder, or a checkpoint",
+    add_run(
+        p,
+        pretrained=True,
+        help="run folder (results/<game>/seed<k>), an exported detector folder, a reference "
+        "<game>/ folder, or a checkpoint",
     )
     p.add_argument("--classifier", type=Path, help="classifier.npz (when --run is a checkpoint)")
-    p.add_argument("--game", help="game (default: from the checkpoint or folder name)")
+    add_game(p, help="game (default: from the checkpoint or folder name)")
     p.add_argument("--frames", type=int, default=4, help="env steps to detect on (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="env and random-agent seed (default 0)")
+    add_env_seed(p, "env and random-agent seed (default 0)", default=0)
     p.add_argument("--skip", type=int, default=60, help="random steps before the first frame")
     p.add_argument("--draw", type=Path, help="PNG: the frames with their boxes and labels")
     p.add_argument("--track", action="store_true", help="also print track ids and velocities")
     p.add_argument("--hud", action="store_true", help="keep boxes outside the relevant area")
-    _add_boxes(p)
+    add_boxes(p)
     p.add_argument("--trust", action="store_true", help="allow a pickled reference classifier")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_device(p)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.set_defaults(func=_detect)
 
@@ -46,11 +48,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(
-        "track",
-        help="MOTA and IDF1 of detector + tracker on the tracking split -> tracking.csv",
-        description=_track.__doc__,
+        "tracking",
+        aliases=["track"],
+        help="MOTA and IDF1 of detector + tracker on the tracking split -> tracking.csv (the "
+        "workflow's rule tracking)",
+        description=_tracking.__doc__,
     )
-    p.add_argument("--run", type=Path, help="run folder or model.pt")
+    add_run(p, required=False, pretrained=True, help="run folder or its model.pt")
     p.add_argument("--classifier", type=Path, help="classifier.npz (default: beside model.pt)")
     p.add_argument("--data", required=True, type=Path, help="tracking split, tracking.h5")
     p.add_argument("--out", type=Path, help="tracking.csv to write")
@@ -66,19 +70,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-distance", type=float, default=20.0, help="gate in pixels")
     p.add_argument("--appearance-weight", type=float, default=0.3, help="z_what weight in the cost")
     p.add_argument("--sequences", type=int, help="only the first N sequences")
-    _add_boxes(p)
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_boxes(p)
+    add_device(p)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.set_defaults(func=_track)
-
-
-def _add_boxes(p) -> None:
-    p.add_argument(
-        "--boxes",
-        choices=["glimpse", "alpha"],
-        help="box readout: glimpse (z_where) or alpha (the drawn object's extent); default: the "
-        "detector folder's config.yaml, else glimpse",
-    )
+    p.set_defaults(func=_tracking)
 
 
 def _boxes_kwargs(args) -> dict:
@@ -98,7 +93,7 @@ def _detect(args) -> int:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     torch.set_num_threads(args.threads)
     det = Detector.load(
-        args.run,
+        run_path(args),
         device=args.device,
         game=args.game,
         classifier=args.classifier,
@@ -108,8 +103,8 @@ def _detect(args) -> int:
     )
     print(det)
     env = make_env(det.game, det, Tracker())
-    env.reset(seed=args.seed)
-    env.action_space.seed(args.seed)
+    env.reset(seed=args.env_seed)
+    env.action_space.seed(args.env_seed)
     for _ in range(args.skip):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
@@ -159,7 +154,7 @@ def draw_detections(frames, detections, path, scale: int = 3) -> Path:
     return path
 
 
-def _track(args) -> int:
+def _tracking(args) -> int:
     """Run detector + tracker over the tracking split and score it with motmetrics."""
     from spacemoc.tracking import evaluate_tracking, ground_truth_tracking, write_metrics_csv
 
@@ -174,11 +169,14 @@ def _track(args) -> int:
         if args.out:
             write_metrics_csv(args.out, {"subset": "relevant", **metrics})
         return 0
-    if args.run is None or args.out is None:
-        raise ValueError("--run and --out are needed (or --ground-truth)")
+    run = run_path(args)
+    if run is None or args.out is None:
+        raise ValueError(
+            "--run and --out are needed (--pretrained GAME instead of --run; or --ground-truth)"
+        )
     metrics = evaluate_tracking(
         args.data,
-        args.run,
+        run,
         args.out,
         classifier=args.classifier,
         device=args.device,

@@ -5,6 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spacemoc.cli.args import (
+    add_boxes,
+    add_device,
+    add_game,
+    add_run,
+    config_choices,
+    non_negative_int,
+    run_checkpoint,
+)
+
+
+def add_eval_seed(parser) -> None:
+    parser.add_argument(
+        "--eval-seed",
+        type=non_negative_int,
+        default=0,
+        metavar="SEED",
+        help="k-means / few-shot sampling seed (config: eval.seed; default 0)",
+    )
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,22 +32,18 @@ def register(subparsers) -> None:
         help="encode a dataset split with a trained model (z_pres, z_where, z_what, labels)",
         description=_latents.__doc__,
     )
-    p.add_argument("--model", required=True, type=Path, help="model.pt (or a reference .pth)")
+    add_run(
+        p, help="run folder (results/<game>/seed<k>) or a checkpoint (model.pt, reference .pth)"
+    )
     p.add_argument("--data", required=True, type=Path, help="dataset split, e.g. test.h5")
     p.add_argument("--out", required=True, type=Path, help="latents HDF5 file to write")
     p.add_argument("--batch-size", type=int, default=16, help="samples per batch (default 16)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_device(p)
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument(
         "--all-cells", action="store_true", help="encode z_what of absent cells too (slower)"
     )
-    p.add_argument(
-        "--boxes",
-        choices=["glimpse", "alpha"],
-        default="glimpse",
-        help="box readout: glimpse (z_where, the reference; default) or alpha (the extent of the "
-        "drawn object)",
-    )
+    add_boxes(p)
     p.set_defaults(func=_latents)
 
     p = subparsers.add_parser(
@@ -39,10 +55,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="classifier.npz (pickle-free)")
     p.add_argument("--joblib", type=Path, help="also write the scikit-learn estimator here")
     p.add_argument("--labels-csv", type=Path, help="also write the label mapping CSV here")
-    p.add_argument("--kind", default="nn", help="nn (k-means + 1-NN, default) or ridge")
+    p.add_argument(
+        "--kind",
+        default="nn",
+        choices=config_choices("eval", "classifier"),
+        help="nn (k-means + 1-NN, default) or ridge",
+    )
     p.add_argument("--shots", type=int, default=16, help="ridge: labelled objects per class")
-    p.add_argument("--seed", type=int, default=0, help="k-means / sampling seed (default 0)")
-    p.add_argument("--game", help="refuse latents of another game")
+    add_eval_seed(p)
+    add_game(p, help="refuse latents of another game")
     p.set_defaults(func=_classifier)
 
     p = subparsers.add_parser(
@@ -64,12 +85,19 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="the test split they were made from")
     p.add_argument("--classifier", required=True, type=Path, help="classifier.npz")
     p.add_argument("--out", required=True, type=Path, help="metrics.csv to write")
-    p.add_argument("--seed", default="0", help="training seed written in the seed column")
-    p.add_argument("--model", type=Path, help="check the latents were made by this model")
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="training seed of the run, written in the seed column (default 0)",
+    )
+    p.add_argument(
+        "--run", type=Path, help="check the latents were made by this run's model (folder or .pt)"
+    )
     p.add_argument("--baseline", type=Path, help="bgsub CSV to append (spacemoc bgsub)")
     p.add_argument("--tracking", type=Path, help="tracking CSV (mota, idf1) of this model")
     p.add_argument("--few-shot", default="1,4,16,64", help="labelled objects per class")
-    p.add_argument("--eval-seed", type=int, default=0, help="split / k-means seed (default 0)")
+    add_eval_seed(p)
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
@@ -106,7 +134,7 @@ def _latents(args) -> None:
 
     print(
         compute_latents(
-            args.model,
+            run_checkpoint(args.run),
             args.data,
             args.out,
             batch_size=args.batch_size,
@@ -129,7 +157,7 @@ def _classifier(args) -> None:
         args.joblib,
         args.labels_csv,
         kind=args.kind,
-        seed=args.seed,
+        seed=args.eval_seed,
         shots=args.shots,
         game=args.game,
     )
@@ -156,7 +184,7 @@ def _evaluate(args) -> None:
         args.classifier,
         args.out,
         seed=args.seed,
-        model_path=args.model,
+        model_path=None if args.run is None else run_checkpoint(args.run),
         baseline_path=args.baseline,
         tracking_path=args.tracking,
         few_shot=few_shot,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from spacemoc.cli.args import add_device, add_game, non_negative_int
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,14 +19,14 @@ def register(subparsers) -> None:
         "--data", required=True, help="dataset file, e.g. results/pong/data/train.h5"
     )
     parser.add_argument("--out", required=True, help="output folder, e.g. results/pong/seed0")
-    parser.add_argument("--game", help="game name (default: the dataset's game)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    add_game(parser, help="game name (default: the dataset's game)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="training seed (default 0)"
+    )
     parser.add_argument("--config", help="config YAML (default: built-in defaults)")
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
-    parser.add_argument(
-        "--device", default="auto", help="auto (default: train.device), cpu, cuda or cuda:N"
-    )
+    add_device(parser, help="auto (default: train.device), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="torch threads (default: config threads)")
     parser.set_defaults(func=run)
 

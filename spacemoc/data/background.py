@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from spacemoc.atomic import atomic_path
@@ -15,6 +17,7 @@ from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
 
 WARMUP_STEPS = 100
 KEEP_PROBABILITY = 0.25
+GAME_KEY = "spacemoc:game"  # PNG text chunk naming the game a background was made for
 
 
 def pixel_mode(frames: np.ndarray, block: int = 16384) -> np.ndarray:
@@ -61,20 +64,44 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
     return pixel_mode(frames)
 
 
-def save_background(img: np.ndarray, png_path: str | Path) -> tuple[Path, Path]:
-    """Write ``img`` as ``png_path`` and beside it as ``.npy`` (each atomically)."""
+def save_background(
+    img: np.ndarray, png_path: str | Path, game: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``img`` as ``png_path`` and beside it as ``.npy`` (each atomically). ``game`` is
+    recorded in the PNG (text chunk ``GAME_KEY``), which also vouches for the .npy beside it."""
     img = _check_background(np.asarray(img), png_path)
     png_path = Path(png_path)
     npy_path = png_path.with_suffix(".npy")
+    info = PngInfo()
+    if game is not None:
+        info.add_text(GAME_KEY, get_game(game).name)
     with atomic_path(npy_path) as tmp_npy, open(tmp_npy, "wb") as handle:
         np.save(handle, img)
     with atomic_path(png_path) as tmp_png:
-        Image.fromarray(img).save(tmp_png, format="PNG")
+        Image.fromarray(img).save(tmp_png, format="PNG", pnginfo=info)
     return png_path, npy_path
 
 
-def load_background(path: str | Path) -> np.ndarray:
-    """Read a background written by save_background (.png or .npy) as (210,160,3) uint8 RGB."""
+def background_game(path: str | Path) -> str | None:
+    """The game a background was made for, as save_background recorded it in the PNG (for a
+    .npy: in the PNG beside it); None when nothing records it."""
+    png = Path(path).with_suffix(".png")
+    if not png.is_file():
+        return None
+    try:
+        with Image.open(png) as image:
+            game = image.info.get(GAME_KEY)
+    except OSError:
+        return None
+    return str(game) if game else None
+
+
+def load_background(path: str | Path, game: str | None = None) -> np.ndarray:
+    """Read a background written by save_background (.png or .npy) as (210,160,3) uint8 RGB.
+
+    With ``game``, a background recorded for another game is refused; one that records no game
+    (written before the record) is read with a warning, as it cannot be checked.
+    """
     path = Path(path)
     if not path.exists():
         raise ValueError(
@@ -82,6 +109,20 @@ def load_background(path: str | Path) -> np.ndarray:
             f"`spacemoc background --game <game> --out {path.with_suffix('.png')}` "
             "(or the workflow's `background` rule)"
         )
+    if game is not None:
+        expected = get_game(game).name
+        recorded = background_game(path)
+        if recorded is None:
+            warnings.warn(
+                f"background {path} records no game: cannot check it is {expected}'s (remake it "
+                f"with `spacemoc background --game {expected}` to record it)",
+                stacklevel=2,
+            )
+        elif get_game(recorded).name != expected:
+            raise ValueError(
+                f"background {path} is {recorded}'s, not {expected}'s: use {expected}'s "
+                f"background (spacemoc background --game {expected} --out ...)"
+            )
     try:
         if path.suffix == ".npy":
             img = np.load(path, allow_pickle=False)

@@ -95,7 +95,7 @@ def make_dataset(
         raise ValueError(f"window ({window}) must be >= T ({T}): the last T frames are kept")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    background = load_background(background_path)
+    background = load_background(background_path, game=spec.name)
     seed = DEFAULT_SPLIT_SEEDS[split] if seed is None else int(seed)
     span = T + window - 1 if tracking else window
     tasks = _tasks(spec.name, seed, n_samples, T, window, span, motion_kind, tracking)

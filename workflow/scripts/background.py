@@ -5,4 +5,4 @@ with log_to(snakemake.log[0]):
     image = compute_background(
         snakemake.wildcards.game, snakemake.params.frames, snakemake.params.seed
     )
-    save_background(image, snakemake.output.png)
+    save_background(image, snakemake.output.png, game=snakemake.wildcards.game)
