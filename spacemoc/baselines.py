@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from spacemoc.data.background import load_background
-from spacemoc.files import open_h5
+from spacemoc.files import damaged_file_error, open_h5
 from spacemoc.metrics import FRAME_SIZE
 
 THRESHOLD = 24  # on 0..255: above interpolation noise at sprite borders, below sprite contrast
@@ -82,7 +81,10 @@ def evaluate_bgsub(
     from spacemoc.latents import object_boxes, read_objects
     from spacemoc.metrics import detection_scores, relevant_subset
 
-    background = prepare_background(load_background(background_path))
+    try:  # any size the frames have (a game's 210x160 background, or the frames' own size)
+        background = prepare_background(np.load(background_path, allow_pickle=False))
+    except (OSError, EOFError, ValueError) as err:
+        raise damaged_file_error(background_path, "background", err) from err
     objects = read_objects(data_path)
     pred, gt, gt_labels = [], [], []
     with open_h5(data_path, "dataset") as f:

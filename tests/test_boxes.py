@@ -105,9 +105,12 @@ def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
         centroids=np.zeros((1, tiny_model.config.z_what_dim)),
         centroid_labels=np.array([1]),
     ).save(tmp_path / "classifier.npz")
-    assert Detector.load(tmp_path).boxes == "glimpse"  # no config: the reference's readout
+    # no config: the config schema's default, as in the workflow
+    assert Detector.load(tmp_path).boxes == "alpha"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "alpha"}}))
     assert Detector.load(tmp_path).boxes == "alpha"
     assert Detector.load(tmp_path, boxes="glimpse").boxes == "glimpse"  # an explicit choice wins
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"classifier": "nn"}}))
-    assert Detector.load(tmp_path).boxes == "glimpse"  # a config from before the option
+    assert Detector.load(tmp_path).boxes == "alpha"  # a config without the option: the default
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "glimpse"}}))
+    assert Detector.load(tmp_path).boxes == "glimpse"

@@ -33,7 +33,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def background(work):
-    png, npy = save_background(compute_background("pong", 40, seed=5), work / "bg.png")
+    png, npy = save_background(compute_background("pong", 40, seed=5), work / "bg.png", game="pong")
     return npy
 
 
@@ -202,7 +202,10 @@ def test_killed_run_leaves_no_final_file(work, background):
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
         # killed once samples are being collected (the progress bar has started)
-        assert "pong train" in proc.stderr.read(200)
+        started = ""
+        while "pong train" not in started and proc.poll() is None:
+            started += proc.stderr.read(1)
+        assert "pong train" in started
         time.sleep(1.0)
         assert proc.poll() is None
     finally:

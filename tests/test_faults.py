@@ -31,7 +31,9 @@ def data_dir(tmp_path_factory) -> Path:
     from spacemoc.data import compute_background, save_background
 
     folder = tmp_path_factory.mktemp("fault_data")
-    save_background(compute_background("pong", 40, seed=100), folder / "background.png")
+    save_background(
+        compute_background("pong", 40, seed=100), folder / "background.png", game="pong"
+    )
     return folder
 
 

@@ -25,7 +25,9 @@ def pong_background(tmp_path_factory) -> Path:
     from spacemoc.data import compute_background, save_background
 
     folder = tmp_path_factory.mktemp("pong_data")
-    save_background(compute_background("pong", 40, seed=100), folder / "background.png")
+    save_background(
+        compute_background("pong", 40, seed=100), folder / "background.png", game="pong"
+    )
     return folder / "background.png"
 
 
