@@ -31,6 +31,7 @@ import numpy as np
 
 from spacemoc.atomic import atomic_h5
 from spacemoc.files import open_h5
+from spacemoc.logs import StatusLine
 from spacemoc.metrics import CENTRE_THRESHOLD, FRAME_SIZE, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
@@ -169,8 +170,10 @@ def compute_latents(
     with atomic_h5(out_path) as dst, open_h5(data_path, "dataset") as src:
         frames = src["frames"]
         datasets = {}
+        status = StatusLine(f"latents {game} {split}", n, unit="sample")
         for start in tqdm(range(0, n, batch_size), desc=f"latents {split}", unit="batch"):
             stop = min(start + batch_size, n)
+            status.update(stop)
             batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
             images = torch.from_numpy(batch).float().div_(255).permute(0, 1, 4, 2, 3)
             if model.channel_order == "bgr":

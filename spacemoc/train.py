@@ -38,6 +38,7 @@ from spacemoc.config import validate_config, with_defaults
 from spacemoc.devices import resolve_device
 from spacemoc.files import h5_fingerprint
 from spacemoc.games import get_game
+from spacemoc.logs import StatusLine
 from spacemoc.model.moc import MocConfig, MocLoss
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{9})\.pt$")
@@ -643,6 +644,7 @@ def train(
     clip_norm = identity["clip_norm"]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     began = time.perf_counter()
+    status = StatusLine(f"train {game} seed {seed}", steps)
     progress = tqdm(
         total=steps, initial=start, desc=f"train {game} seed {seed}", unit="step", mininterval=2.0
     )
@@ -691,6 +693,7 @@ def train(
                 for _, old in list_checkpoints(checkpoint_dir)[:-KEEP_CHECKPOINTS]:
                     old.unlink(missing_ok=True)
             progress.update(1)
+            status.update(done, start, loss=f"{row['total_loss']:.4g}")
             progress.set_postfix(
                 loss=f"{row['total_loss']:.4g}",
                 moc=f"{row['moc_loss']:.4g}",

@@ -19,6 +19,7 @@ from spacemoc.data.preprocess import IMAGE_SIZE
 from spacemoc.data.rollout import ChunkTask, chunk_samples, collect_chunk
 from spacemoc.files import open_h5
 from spacemoc.games import DATA_SPLITS, check_split, get_game
+from spacemoc.logs import StatusLine
 
 DEFAULT_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "tracking": 3}
 COMPRESSION = {"compression": "gzip", "compression_opts": 4}
@@ -140,6 +141,7 @@ def make_dataset(
             for name in ("objects", "motion_boxes")
         }
         progress = tqdm(total=n_samples, desc=f"{spec.name} {split}", unit="sample")
+        status = StatusLine(f"dataset {spec.name} {split}", n_samples, unit="sample")
         for task, result in zip(tasks, _results(tasks, background, workers), strict=True):
             rows = slice(task.first_sample, task.first_sample + task.n_samples)
             frames[rows] = result.frames
@@ -149,6 +151,7 @@ def make_dataset(
                 table.resize((table.shape[0] + len(new),))
                 table[table.shape[0] - len(new) :] = new
             progress.update(task.n_samples)
+            status.update(task.first_sample + task.n_samples)
         progress.close()
     return out_path
 
