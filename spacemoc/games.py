@@ -75,7 +75,9 @@ GAMES: dict[str, Game] = {
             ["Ball", "Enemy", "Player"],
             ["EnemyScore", "PlayerScore"],
             (-0.05, 0.16190, 1.05, 0.92857),
-            moc_overrides={"motion_underestimating": 1.5},
+            # 15x the reference's object-continuity weight: pulls a paddle half hidden behind
+            # the top or bottom wall towards the whole paddle's encoding (docs/train.md)
+            moc_overrides={"motion_underestimating": 1.5, "area_object_weight": 150.0},
         ),
         _game(
             "boxing",

@@ -92,7 +92,7 @@ def test_build_configs_precedence():
 
 
 def test_build_configs_anneal_scale_scales_every_step_boundary():
-    base_space, base_moc = build_configs("bowling", {})
+    base_space, base_moc = build_configs("bowling", {"train": {"anneal_scale": 1.0}})
     space, moc = build_configs("bowling", {"train": {"anneal_scale": 0.01}})
     assert space.z_pres_end_step == round(base_space.z_pres_end_step * 0.01) == 50
     assert space.z_scale_mean_end_step == 50 and space.tau_end_step == 100
@@ -195,7 +195,7 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(pong_data, tmp_pat
         cfg = config(checkpoint_every=1)
         train(pong_data, out, game="pong", config=cfg, seed=0, callback=stop_after(1))
     with pytest.raises(ValueError, match="lr_fg"):
-        train(pong_data, out, game="pong", config=config(checkpoint_every=1, lr_fg=1e-4), seed=0)
+        train(pong_data, out, game="pong", config=config(checkpoint_every=1, lr_fg=3e-4), seed=0)
     with pytest.raises(ValueError, match="seed"):
         train(pong_data, out, game="pong", config=config(checkpoint_every=1), seed=1)
     with pytest.raises(ValueError, match="precision"):
