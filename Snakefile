@@ -11,6 +11,10 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
+# The home page of `snakemake --report report.html`: the stages and the config of the run.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
