@@ -18,6 +18,10 @@ if problems:
     raise ValueError("invalid config:\n  " + "\n  ".join(problems))
 
 
+# The home page of `snakemake --report report.html`: the stages and the config of the run.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
