@@ -34,7 +34,7 @@ def run_snakemake(workdir, *args, check=True, config=REPO / "config" / "test.yam
     """Run the workflow of this checkout in ``workdir`` with the tiny config."""
     cmd = [
         sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
+        "--snakefile", str(REPO / "workflow" / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(config),
         *args,

@@ -272,7 +272,7 @@ def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):
     REPO = Path(__file__).resolve().parents[1]  # noqa: N806
     extra = tmp_path / "three.yaml"
     extra.write_text("games: [pong, boxing, skiing]\nseeds: [0, 1]\n")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
            "--directory", str(tmp_path / "wd"), "--configfile", str(REPO / "config" / "test.yaml"),
            str(extra), "--cores", "2", "-n", "--", "results/summary.csv"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

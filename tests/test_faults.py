@@ -128,6 +128,18 @@ def test_other_training_data_starts_afresh_and_keeps_the_old_checkpoints(
     assert steps == []
 
 
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(pong_a, tmp_path, capsys):
+    out = tmp_path / "seed0"
+    train(pong_a, out, game="pong", config=TINY_CONFIG, seed=0, device="cpu")
+    newest = out / "checkpoints" / "step_000000002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # as a kill during the write of a copy would
+    steps = []
+    train(pong_a, out, game="pong", config=TINY_CONFIG, seed=0, device="cpu",
+          callback=lambda step, row: steps.append(step))  # fmt: skip
+    assert steps == [2]
+    assert f"cannot read checkpoint {newest}" in capsys.readouterr().out
+
+
 def test_fingerprint_tells_data_apart_and_ignores_the_worker_count(data_dir, pong_a, pong_b):
     from spacemoc.data import make_dataset
     from spacemoc.files import h5_fingerprint
@@ -276,6 +288,16 @@ def test_workflow_refuses_a_bad_config_before_touching_outputs(tmp_path):
                            config=config, check=False)  # fmt: skip
     assert result.returncode != 0 and "data.window: 2 is smaller than data.T" in result.stderr
     assert good.read_bytes() == b"a good file"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_workflow_refuses_cuda_without_cuda_before_any_job(tmp_path):
+    config = _changed_test_config(tmp_path, lambda c: c["train"].update(device="cuda"))
+    result = run_snakemake(tmp_path, "--cores", "1", "--", "results/pong/data/test.h5",
+                           config=config, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "train.device: 'cuda' but this machine has no CUDA" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_the_tracking_section_reaches_the_tracker():

@@ -47,7 +47,7 @@ def snakemake(workdir: Path, *args: str, env=None, extra_config=()) -> subproces
     cmd = [
         "timeout", "-k", "30", str(RUN_TIMEOUT_S),
         sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
+        "--snakefile", str(REPO / "workflow" / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(REPO / "config" / "test.yaml"), *map(str, extra_config),
         *args,

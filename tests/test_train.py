@@ -272,7 +272,7 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     workflow_config["model"] = {"space": {"G": 8}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(workflow_config))
     cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
         "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
         "--cores", "2", "--resources", "gpu=1", "--", "results/pong/seed0/model.pt",
     ]  # fmt: skip

@@ -72,3 +72,27 @@ def test_exported_detector_folder_detects_like_the_run(tiny_run):
         run, threshold=0.01, hud=True, boxes=config["eval"]["boxes"]
     ).detect_batch(frames)
     assert exported == original and sum(map(len, original)) > 0
+
+
+def test_another_workflow_can_import_this_one_as_a_module(tmp_path):
+    """The catalog's `module` use: an outer workflow imports every rule under a prefix."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (tmp_path / "Snakefile").write_text(
+        "configfile: 'spacemoc.yaml'\n\n"
+        "module spacemoc:\n"
+        f"    snakefile: {str(REPO / 'workflow' / 'Snakefile')!r}\n"
+        "    config: config\n\n"
+        "use rule * from spacemoc as spacemoc_*\n"
+    )
+    (tmp_path / "spacemoc.yaml").write_text((REPO / "config" / "test.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--", "results/pong/eval.csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule in ("spacemoc_dataset", "spacemoc_train", "spacemoc_evaluate", "spacemoc_aggregate"):
+        assert rule in result.stdout, result.stdout[-3000:]

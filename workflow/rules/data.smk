@@ -10,6 +10,8 @@ rule background:
         "logs/{game}/background.log",
     benchmark:
         "results/{game}/benchmarks/background.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     params:
         frames=config["data"]["background_frames"],
         seed=config["data"]["split_seeds"]["background"],
@@ -26,6 +28,8 @@ rule dataset:
         "logs/{game}/dataset_{split}.log",
     benchmark:
         "results/{game}/benchmarks/dataset_{split}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     threads: config["data"]["workers"]
     params:
         # make_dataset arguments of the split (size, T, window, seed, motion kind): exactly what

@@ -20,6 +20,8 @@ rule latents:
         "results/{game}/benchmarks/latents_seed{seed}_{split}.tsv"
     wildcard_constraints:
         split="validation|test",
+    conda:
+        "../envs/spacemoc.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
@@ -40,6 +42,8 @@ rule classifier:
         "logs/{game}/classifier_seed{seed}.log",
     benchmark:
         "results/{game}/benchmarks/classifier_seed{seed}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     params:
         kind=config["eval"]["classifier"],
         seed=config["eval"]["seed"],
@@ -57,6 +61,8 @@ rule bgsub:
         "logs/{game}/bgsub.log",
     benchmark:
         "results/{game}/benchmarks/bgsub.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     script:
         "../scripts/bgsub.py"
 
@@ -75,6 +81,8 @@ rule evaluate:
         "logs/{game}/evaluate_seed{seed}.log",
     benchmark:
         "results/{game}/benchmarks/evaluate_seed{seed}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     params:
         few_shot=config["eval"]["few_shot"],
         seed=config["eval"]["seed"],
@@ -97,6 +105,8 @@ rule aggregate:
         "logs/{game}/aggregate.log",
     benchmark:
         "results/{game}/benchmarks/aggregate.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -112,6 +122,8 @@ rule summary:
         "logs/summary.log",
     benchmark:
         "results/benchmarks/summary.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     script:
         "../scripts/summary.py"
 
@@ -143,6 +155,8 @@ rule plots:
         "logs/{game}/plots.log",
     benchmark:
         "results/{game}/benchmarks/plots.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     params:
         frames=config["eval"]["plot_frames"],
     script:

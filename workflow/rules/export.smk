@@ -19,6 +19,8 @@ rule export:
         "logs/{game}/export_seed{seed}.log",
     benchmark:
         "results/{game}/benchmarks/export_seed{seed}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     params:
         # what the run was trained and evaluated with (the folder's config.yaml)
         config=lambda wildcards: run_record(config, wildcards.game),

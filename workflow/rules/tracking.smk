@@ -15,6 +15,8 @@ rule tracking:
         "logs/{game}/tracking_seed{seed}.log",
     benchmark:
         "results/{game}/benchmarks/tracking_seed{seed}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     threads: config["threads"]
     params:
         # Tracker settings given in the config's `tracking` section (library defaults otherwise)

@@ -14,6 +14,8 @@ rule train:
         "logs/{game}/train_seed{seed}.log",
     benchmark:
         "results/{game}/benchmarks/train_seed{seed}.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
