@@ -19,6 +19,8 @@ from scipy import ndimage
 from spacemoc.files import damaged_file_error, open_h5
 from spacemoc.metrics import FRAME_SIZE
 
+BASELINE_MODEL = "bgsub"  # the model column of the baseline's rows in metrics and eval tables
+
 THRESHOLD = 24  # on 0..255: above interpolation noise at sprite borders, below sprite contrast
 MIN_PIXELS = 1
 
@@ -106,5 +108,5 @@ def evaluate_bgsub(
     rel_pred, rel_gt, _, _ = relevant_subset(pred, gt, gt_labels, game)
     rows.append({"subset": "relevant", **detection_scores(rel_pred, rel_gt)})
     for row in rows:
-        row.update(game=game, model="bgsub", seed="-")
+        row.update(game=game, model=BASELINE_MODEL, seed="-")
     return rows

@@ -95,14 +95,24 @@ def config_problems(config: dict[str, Any], check_device: bool = False) -> list[
                 f"game_overrides.{name}: unknown game (names are lower case): "
                 f"{', '.join(sorted(GAMES))}"
             )
+    from spacemoc.arms import arm_config, known_arms
+
+    arms = known_arms(config)
+    unknown = [name for name in config["models"] if name not in arms]
+    if unknown:
+        problems.append(
+            f"models: unknown arm(s) {', '.join(unknown)}; known arms (built in or in `arms`): "
+            f"{', '.join(sorted(arms))}"
+        )
     if not problems:
         from spacemoc.train import build_configs
 
-        for game in dict.fromkeys([*config["games"], *config["game_overrides"]]):
-            try:
-                build_configs(game, config)
-            except (ValueError, TypeError) as err:
-                problems.append(f"model settings for {game}: {err}")
+        for model in config["models"]:
+            for game in dict.fromkeys([*config["games"], *config["game_overrides"]]):
+                try:
+                    build_configs(game, arm_config(config, model))
+                except (ValueError, TypeError) as err:
+                    problems.append(f"model settings of arm {model} for {game}: {err}")
     try:
         from spacemoc.tracking import Tracker
 
@@ -187,10 +197,14 @@ def dataset_arguments(config: dict, split: str) -> dict:
     return {**kwargs, "config": {"data": {"split": split, **kwargs}}}
 
 
-def training_recipe(config: dict, game: str) -> dict:
-    """The settings ``game``'s trained weights depend on: train (less TRAIN_RUN_SETTINGS), model
-    and this game's overrides. Other sections (data sizes, evaluation, other games) do not
-    retrain it; the training data itself is checked by its fingerprint."""
+def training_recipe(config: dict, game: str, model: str) -> dict:
+    """The settings the weights of arm ``model`` on ``game`` depend on: train (less
+    TRAIN_RUN_SETTINGS), the model section with the arm's settings, and this game's overrides.
+    Other sections (data sizes, evaluation, other games and arms) do not retrain it; the training
+    data itself is checked by its fingerprint."""
+    from spacemoc.arms import arm_config
+
+    config = arm_config(config, model)
     overrides = config.get("game_overrides", {})
     recipe = {
         "train": {k: v for k, v in config["train"].items() if k not in TRAIN_RUN_SETTINGS},
@@ -200,16 +214,21 @@ def training_recipe(config: dict, game: str) -> dict:
     return canonical(recipe)
 
 
-def run_record(config: dict, game: str) -> dict:
-    """The config a trained and evaluated run of ``game`` records beside its outputs (the
-    exported detector's config.yaml): a valid config for that game alone, without the settings
-    that changed nothing in it (threads, workers, other games, seeds, TRAIN_RUN_SETTINGS)."""
+def run_record(config: dict, game: str, model: str) -> dict:
+    """The config a trained and evaluated run of arm ``model`` on ``game`` records beside its
+    outputs (the exported detector's config.yaml): a valid config for that run alone, without the
+    settings that changed nothing in it (threads, workers, other games and arms, seeds,
+    TRAIN_RUN_SETTINGS)."""
+    from spacemoc.arms import arm_settings
+
     data = {k: v for k, v in config["data"].items() if k != "workers"}
     return canonical(
         {
             "games": [game],
+            "models": [model],
+            "arms": {model: arm_settings(config, model)},
             "data": data,
-            **training_recipe(config, game),
+            **training_recipe(config, game, model),
             "eval": config["eval"],
         }
     )

@@ -1,7 +1,7 @@
 """One seed's metrics table, the per-game aggregate and the all-games summary.
 
-``evaluate`` -> ``results/{game}/seed{seed}/metrics.csv``: rows (game, spacemoc, seed, subset) for
-subset in all / relevant with every ``COLUMNS`` entry, computed on the *test* latents:
+``evaluate`` -> ``results/{game}/{model}/seed{seed}/metrics.csv``: rows (game, model arm, seed,
+subset) for subset in all / relevant with every ``COLUMNS`` entry, computed on the *test* latents:
 
 * detection (``spacemoc.metrics.detection_scores``) of the present cells against the GT boxes;
 * encodings (``encoding_scores``) of the present cells matched to a GT object (for ``relevant``:
@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spacemoc.arms import DEFAULT_ARM
 from spacemoc.atomic import atomic_path
+from spacemoc.baselines import BASELINE_MODEL
 
 COLUMNS = (
     "game",
@@ -52,6 +54,7 @@ COLUMNS = (
 )
 KEY_COLUMNS = COLUMNS[:4]
 VALUE_COLUMNS = COLUMNS[4:]
+DEFAULT_MODEL_NAME = DEFAULT_ARM
 SUBSETS = ("all", "relevant")
 
 
@@ -154,8 +157,10 @@ def evaluate(
     tracking_path=None,
     few_shot=(1, 4, 16, 64),
     eval_seed: int = 0,
+    model_name: str = DEFAULT_MODEL_NAME,
 ) -> list[dict]:
-    """Compute one seed's metrics (test latents vs test data) and write ``out_path``."""
+    """Compute one seed's metrics (test latents vs test data) and write ``out_path``; the rows'
+    ``model`` column is ``model_name`` (the workflow's model arm)."""
     import warnings
 
     from spacemoc.classifier import ZWhatClassifier
@@ -171,7 +176,7 @@ def evaluate(
     tracking = tracking_values(tracking_path)
     rows = []
     for subset in SUBSETS:
-        row = {"game": lat.game, "model": "spacemoc", "seed": str(seed), "subset": subset}
+        row = {"game": lat.game, "model": model_name, "seed": str(seed), "subset": subset}
         if subset == "all":
             row.update(detection_scores(pred, gt_boxes))
         else:
@@ -214,16 +219,16 @@ def run_bgsub(data_path, background_path, out_path, **kw) -> list[dict]:
 
 
 def aggregate(metrics_paths, out_path, baseline_path=None) -> list[dict]:
-    """Per-seed spacemoc rows + ``mean`` and ``std`` (sample std; empty with one seed) rows per
-    subset, then the bgsub rows (from ``baseline_path`` or the first metrics file)."""
+    """Per model (arm): its per-seed rows + ``mean`` and ``std`` (sample std; empty with one
+    seed) rows per subset; then the bgsub rows (from ``baseline_path`` or the metrics files)."""
     if not metrics_paths:
         raise ValueError("no metrics files to aggregate")
     per_seed, baseline = [], []
     for path in metrics_paths:
         for row in read_rows(path):
-            (per_seed if row["model"] == "spacemoc" else baseline).append(row)
+            (baseline if row["model"] == BASELINE_MODEL else per_seed).append(row)
     if baseline_path is not None:
-        baseline = [r for r in read_rows(baseline_path) if r["model"] != "spacemoc"]
+        baseline = [r for r in read_rows(baseline_path) if r["model"] == BASELINE_MODEL]
     else:  # every seed's file carries the same baseline rows
         seen, unique = set(), []
         for row in baseline:
@@ -232,18 +237,21 @@ def aggregate(metrics_paths, out_path, baseline_path=None) -> list[dict]:
                 seen.add(key)
                 unique.append(row)
         baseline = unique
-    rows = list(per_seed)
-    for subset in SUBSETS:
-        group = [r for r in per_seed if r["subset"] == subset]
-        if not group:
-            continue
-        mean = {"game": group[0]["game"], "model": "spacemoc", "seed": "mean", "subset": subset}
-        std = dict(mean, seed="std")
-        for column in VALUE_COLUMNS:
-            values = np.array([float(r[column]) for r in group if r[column] != ""])
-            mean[column] = values.mean() if len(values) else ""
-            std[column] = values.std(ddof=1) if len(values) > 1 else ""
-        rows += [mean, std]
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in per_seed):
+        runs = [r for r in per_seed if r["model"] == model]
+        rows += runs
+        for subset in SUBSETS:
+            group = [r for r in runs if r["subset"] == subset]
+            if not group:
+                continue
+            mean = {"game": group[0]["game"], "model": model, "seed": "mean", "subset": subset}
+            std = dict(mean, seed="std")
+            for column in VALUE_COLUMNS:
+                values = np.array([float(r[column]) for r in group if r[column] != ""])
+                mean[column] = values.mean() if len(values) else ""
+                std[column] = values.std(ddof=1) if len(values) > 1 else ""
+            rows += [mean, std]
     rows += baseline
     write_rows(rows, out_path)
     return rows

@@ -27,7 +27,11 @@ def compat_fixture() -> Path:
 
 
 # What the tiny end-to-end run builds; the SLURM test builds the same through SLURM and compares.
-TINY_TARGETS = ("results/pong/eval.csv", "results/summary.csv", "results/pong/seed0/detector")
+TINY_TARGETS = (
+    "results/pong/eval.csv",
+    "results/summary.csv",
+    "results/pong/space_moc/seed0/detector",
+)
 
 
 def run_snakemake(workdir, *args, check=True, config=REPO / "config" / "test.yaml"):

@@ -177,7 +177,7 @@ def test_mini_evaluate_fills_every_column(stage, tmp_path):
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == COLUMNS
-    ours = {r["subset"]: r for r in rows if r["model"] == "spacemoc"}
+    ours = {r["subset"]: r for r in rows if r["model"] == "space_moc"}  # the default arm
     # The fake model sees every object exactly: detection is perfect, colours separate labels.
     for column in (
         "precision",
@@ -213,20 +213,35 @@ def test_mini_evaluate_fills_every_column(stage, tmp_path):
         seed=1,
         baseline_path=baseline,
     )
+    other_arm = tmp_path / "space" / "seed0" / "metrics.csv"
+    evaluate(
+        stage["latents_test"],
+        stage["data_test"],
+        stage["classifier"],
+        other_arm,
+        seed=0,
+        baseline_path=baseline,
+        model_name="space",
+    )
     eval_csv = tmp_path / "eval.csv"
-    rows = aggregate([out, second], eval_csv, baseline_path=baseline)
+    rows = aggregate([out, second, other_arm], eval_csv, baseline_path=baseline)
     keys = [(r["model"], r["seed"], r["subset"]) for r in read_rows(eval_csv)]
-    assert keys == [("spacemoc", "0", "all"), ("spacemoc", "0", "relevant"),
-                    ("spacemoc", "1", "all"), ("spacemoc", "1", "relevant"),
-                    ("spacemoc", "mean", "all"), ("spacemoc", "std", "all"),
-                    ("spacemoc", "mean", "relevant"), ("spacemoc", "std", "relevant"),
+    # per arm: its seeds, then mean and std; the baseline once at the end
+    assert keys == [("space_moc", "0", "all"), ("space_moc", "0", "relevant"),
+                    ("space_moc", "1", "all"), ("space_moc", "1", "relevant"),
+                    ("space_moc", "mean", "all"), ("space_moc", "std", "all"),
+                    ("space_moc", "mean", "relevant"), ("space_moc", "std", "relevant"),
+                    ("space", "0", "all"), ("space", "0", "relevant"),
+                    ("space", "mean", "all"), ("space", "std", "all"),
+                    ("space", "mean", "relevant"), ("space", "std", "relevant"),
                     ("bgsub", "-", "all"), ("bgsub", "-", "relevant")]  # fmt: skip
     mean = next(r for r in read_rows(eval_csv) if r["seed"] == "mean" and r["subset"] == "relevant")
+    assert mean["model"] == "space_moc"
     assert float(mean["mota"]) == pytest.approx(0.75)  # only seed 0 has tracking
     std = next(r for r in read_rows(eval_csv) if r["seed"] == "std" and r["subset"] == "relevant")
     assert float(std["recall"]) == 0.0 and std["mota"] == ""
     all_rows = summary([eval_csv, eval_csv], tmp_path / "summary.csv")
-    assert len(all_rows) == 20
+    assert len(all_rows) == 32
 
 
 def test_classifier_for_another_game_and_empty_split_are_refused(stage, tmp_path):
@@ -271,7 +286,7 @@ def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):
 
     REPO = Path(__file__).resolve().parents[1]  # noqa: N806
     extra = tmp_path / "three.yaml"
-    extra.write_text("games: [pong, boxing, skiing]\nseeds: [0, 1]\n")
+    extra.write_text("games: [pong, boxing, skiing]\nseeds: [0, 1]\nmodels: [space_moc]\n")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
            "--directory", str(tmp_path / "wd"), "--configfile", str(REPO / "config" / "test.yaml"),
            str(extra), "--cores", "2", "-n", "--", "results/summary.csv"]  # fmt: skip

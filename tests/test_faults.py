@@ -242,6 +242,12 @@ def test_two_processes_writing_one_dataset_both_succeed_with_a_whole_file(data_d
         ({"model": {"space": {"Gx": 8}}}, r"unknown SpaceConfig key\(s\) Gx"),
         ({"game_overrides": {"boxing": {"moc": {"typo": 1}}}}, r"MocConfig key\(s\) typo"),
         ({"model": {"space": {"G": 7}}}, "G must be 4, 8 or 16"),
+        (
+            {"model": {"moc": {"area_object_weight": "0.0}}"}}},
+            r"area_object_weight .* must be of type float",
+        ),
+        ({"model": {"space": {"G": 8.0}}}, r"SpaceConfig.G .* must be of type int"),
+        ({"models": ["space_mocc"]}, r"models: unknown arm\(s\) space_mocc"),
         ({"seeds": []}, "seeds: .* should be non-empty"),
         ({"games": []}, "games: .* should be non-empty"),
         ({"data": {"window": 2, "T": 4}}, r"data.window: 2 is smaller than data.T \(4\)"),

@@ -224,7 +224,7 @@ def test_gpu_request_can_be_switched_off(cluster, runs, tmp_path):
         on_slurm,
         "--workflow-profile", str(cpu_only),
         *SLURM_TEST_FLAGS,
-        "--", "results/pong/seed1/model.pt",
+        "--", "results/pong/space_moc/seed1/model.pt",
         env=cluster.env(),
         extra_config=[one_step],
     )  # fmt: skip

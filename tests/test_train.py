@@ -266,7 +266,7 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     data = tmp_path / "results/pong/data/train.h5"
     data.parent.mkdir(parents=True)
     data.write_bytes(pong_data.read_bytes())
-    run = tmp_path / "results/pong/seed0"
+    run = tmp_path / "results/pong/space_moc/seed0"
     workflow_config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     workflow_config["train"] = {**TINY, "steps": 12}
     workflow_config["model"] = {"space": {"G": 8}}
@@ -274,7 +274,7 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
         "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
-        "--cores", "2", "--resources", "gpu=1", "--", "results/pong/seed0/model.pt",
+        "--cores", "2", "--resources", "gpu=1", "--", "results/pong/space_moc/seed0/model.pt",
     ]  # fmt: skip
     output = open(tmp_path / "first_run.txt", "w")
     proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
@@ -291,8 +291,8 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
 
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (tmp_path / "logs/pong/train_seed0.log").read_text()
-    assert "resuming from results/pong/seed0/checkpoints/step_" in log
+    log = (tmp_path / "logs/pong/space_moc/train_seed0.log").read_text()
+    assert "resuming from results/pong/space_moc/seed0/checkpoints/step_" in log
     assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
     steps = [int(r["step"]) for r in curves(run / "train_curves.csv")]
     assert steps == list(range(1, 13))

@@ -19,7 +19,9 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
     with open(tiny_run / "results/pong/eval.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0].keys()) == DESIGN_COLUMNS
-    spacemoc_rows = [r for r in rows if r["model"] == "spacemoc"]
+    # the tiny config's two arms, each with its seed, mean and std rows
+    assert {r["model"] for r in rows} == {"space", "space_moc", "bgsub"}
+    spacemoc_rows = [r for r in rows if r["model"] == "space_moc"]
     assert {r["seed"] for r in spacemoc_rows} == {"0", "mean", "std"}
     assert {r["subset"] for r in rows} == {"all", "relevant"}
     assert any(r["model"] == "bgsub" for r in rows)
@@ -33,7 +35,7 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
     assert (tiny_run / "results/summary.csv").stat().st_size > 0
     # Every job left a log and a benchmark file.
     logs = {p.stem for p in (tiny_run / "logs").rglob("*.log")}
-    benchmarks = {p.stem for p in (tiny_run / "results/pong/benchmarks").glob("*.tsv")}
+    benchmarks = {p.stem for p in (tiny_run / "results/pong").rglob("benchmarks/*.tsv")}
     for stage in ("background", "train_seed0", "evaluate_seed0", "aggregate"):
         assert stage in logs, sorted(logs)
         assert stage in benchmarks, sorted(benchmarks)
@@ -47,15 +49,15 @@ def test_tiny_workflow_is_up_to_date_after_a_run(tiny_run):
 
 @pytest.mark.slow
 def test_exported_detector_folder_detects_like_the_run(tiny_run):
-    """`results/<game>/seed<k>/detector` (rule export) is the run's detector in less space: the
-    same detections, the run's eval.csv and the config it was made with."""
+    """`results/<game>/<arm>/seed<k>/detector` (rule export) is the run's detector in less space:
+    the same detections, the run's eval.csv and the config it was made with."""
     import numpy as np
     import yaml
 
     from spacemoc import Detector
 
-    folder = tiny_run / "results/pong/seed0/detector"
-    run = tiny_run / "results/pong/seed0"
+    folder = tiny_run / "results/pong/space_moc/seed0/detector"
+    run = tiny_run / "results/pong/space_moc/seed0"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "classifier.npz", "classifier_labels.csv", "config.yaml", "detector.pt", "eval.csv",
     ]  # fmt: skip
@@ -96,3 +98,22 @@ def test_another_workflow_can_import_this_one_as_a_module(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for rule in ("spacemoc_dataset", "spacemoc_train", "spacemoc_evaluate", "spacemoc_aggregate"):
         assert rule in result.stdout, result.stdout[-3000:]
+
+
+def test_three_arms_plan_three_trainings_under_their_own_paths(tmp_path):
+    """The MOC ablation side by side: `models: [space, space_m, space_moc]`."""
+    import re
+
+    extra = tmp_path / "arms.yaml"
+    extra.write_text(
+        "models: [space, space_m, space_moc, space_moc_oc50]\n"
+        "arms: {space_moc_oc50: {moc: {area_object_weight: 50.0}}}\n"
+    )
+    from conftest import REPO
+
+    result = run_snakemake(tmp_path / "wd", "-n", "--cores", "1", "--configfile",
+                           str(REPO / "config" / "test.yaml"), str(extra),
+                           "--", "results/pong/eval.csv")  # fmt: skip
+    planned = set(re.findall(r"results/pong/(\w+)/seed0/model\.pt", result.stdout))
+    assert planned == {"space", "space_m", "space_moc", "space_moc_oc50"}, result.stdout[-3000:]
+    assert len(re.findall(r"^rule train:", result.stdout, re.M)) == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spacemoc.arms import DEFAULT_ARM
 from spacemoc.cli.args import (
     add_boxes,
     add_device,
@@ -90,6 +91,11 @@ def register(subparsers) -> None:
         type=non_negative_int,
         default=0,
         help="training seed of the run, written in the seed column (default 0)",
+    )
+    p.add_argument(
+        "--arm",
+        default=DEFAULT_ARM,
+        help=f"model arm of the run, written in the model column (default {DEFAULT_ARM})",
     )
     p.add_argument(
         "--run", type=Path, help="check the latents were made by this run's model (folder or .pt)"
@@ -189,6 +195,7 @@ def _evaluate(args) -> None:
         tracking_path=args.tracking,
         few_shot=few_shot,
         eval_seed=args.eval_seed,
+        model_name=args.arm,
     )
     print(f"wrote {args.out}")
 

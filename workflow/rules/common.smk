@@ -1,9 +1,11 @@
 # Helpers shared by the rule files. The library does the work; rules only connect files.
+from spacemoc.arms import known_arms
 from spacemoc.games import GAMES, DATA_SPLITS
 
 
 wildcard_constraints:
     game="|".join(GAMES),
+    model="|".join(known_arms(config)),
     split="|".join(DATA_SPLITS),
     seed=r"\d+",
 
@@ -13,5 +15,9 @@ def all_targets():
     return [
         "results/summary.csv",
         *expand("results/{game}/eval.csv", game=config["games"]),
-        *expand("results/{game}/plots/detections.png", game=config["games"]),
+        *expand(
+            "results/{game}/{model}/plots/detections.png",
+            game=config["games"],
+            model=config["models"],
+        ),
     ]

@@ -10,14 +10,14 @@ localrules:
 
 rule latents:
     input:
-        model="results/{game}/seed{seed}/model.pt",
+        model="results/{game}/{model}/seed{seed}/model.pt",
         data="results/{game}/data/{split}.h5",
     output:
-        "results/{game}/seed{seed}/latents/{split}.h5",
+        "results/{game}/{model}/seed{seed}/latents/{split}.h5",
     log:
-        "logs/{game}/latents_seed{seed}_{split}.log",
+        "logs/{game}/{model}/latents_seed{seed}_{split}.log",
     benchmark:
-        "results/{game}/benchmarks/latents_seed{seed}_{split}.tsv"
+        "results/{game}/{model}/benchmarks/latents_seed{seed}_{split}.tsv"
     wildcard_constraints:
         split="validation|test",
     conda:
@@ -33,15 +33,15 @@ rule latents:
 
 rule classifier:
     input:
-        latents="results/{game}/seed{seed}/latents/validation.h5",
+        latents="results/{game}/{model}/seed{seed}/latents/validation.h5",
     output:
-        npz="results/{game}/seed{seed}/classifier.npz",
-        joblib="results/{game}/seed{seed}/classifier.joblib",
-        labels="results/{game}/seed{seed}/classifier_labels.csv",
+        npz="results/{game}/{model}/seed{seed}/classifier.npz",
+        joblib="results/{game}/{model}/seed{seed}/classifier.joblib",
+        labels="results/{game}/{model}/seed{seed}/classifier_labels.csv",
     log:
-        "logs/{game}/classifier_seed{seed}.log",
+        "logs/{game}/{model}/classifier_seed{seed}.log",
     benchmark:
-        "results/{game}/benchmarks/classifier_seed{seed}.tsv"
+        "results/{game}/{model}/benchmarks/classifier_seed{seed}.tsv"
     conda:
         "../envs/spacemoc.yaml"
     params:
@@ -69,18 +69,18 @@ rule bgsub:
 
 rule evaluate:
     input:
-        model="results/{game}/seed{seed}/model.pt",
-        latents="results/{game}/seed{seed}/latents/test.h5",
+        model="results/{game}/{model}/seed{seed}/model.pt",
+        latents="results/{game}/{model}/seed{seed}/latents/test.h5",
         data="results/{game}/data/test.h5",
-        classifier="results/{game}/seed{seed}/classifier.npz",
+        classifier="results/{game}/{model}/seed{seed}/classifier.npz",
         baseline="results/{game}/bgsub.csv",
-        tracking="results/{game}/seed{seed}/tracking.csv",
+        tracking="results/{game}/{model}/seed{seed}/tracking.csv",
     output:
-        "results/{game}/seed{seed}/metrics.csv",
+        "results/{game}/{model}/seed{seed}/metrics.csv",
     log:
-        "logs/{game}/evaluate_seed{seed}.log",
+        "logs/{game}/{model}/evaluate_seed{seed}.log",
     benchmark:
-        "results/{game}/benchmarks/evaluate_seed{seed}.tsv"
+        "results/{game}/{model}/benchmarks/evaluate_seed{seed}.tsv"
     conda:
         "../envs/spacemoc.yaml"
     params:
@@ -92,7 +92,12 @@ rule evaluate:
 
 rule aggregate:
     input:
-        metrics=expand("results/{{game}}/seed{seed}/metrics.csv", seed=config["seeds"]),
+        # every configured arm and seed: eval.csv compares the arms of a game
+        metrics=expand(
+            "results/{{game}}/{model}/seed{seed}/metrics.csv",
+            model=config["models"],
+            seed=config["seeds"],
+        ),
         baseline="results/{game}/bgsub.csv",
     output:
         report(
@@ -128,20 +133,20 @@ rule summary:
         "../scripts/summary.py"
 
 
-# The figures show the first configured seed's model.
+# The figures of an arm show its first configured seed.
 rule plots:
     input:
-        latents=f"results/{{game}}/seed{config['seeds'][0]}/latents/test.h5",
+        latents=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/latents/test.h5",
         data="results/{game}/data/test.h5",
-        classifier=f"results/{{game}}/seed{config['seeds'][0]}/classifier.npz",
-        curves=f"results/{{game}}/seed{config['seeds'][0]}/train_curves.csv",
+        classifier=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/classifier.npz",
+        curves=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/train_curves.csv",
     output:
         **{
             name: report(
-                f"results/{{game}}/plots/{name}.png",
+                f"results/{{game}}/{{model}}/plots/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
-                subcategory="{game}",
+                subcategory="{game} {model}",
             )
             for name in (
                 "detections",
@@ -152,9 +157,9 @@ rule plots:
             )
         },
     log:
-        "logs/{game}/plots.log",
+        "logs/{game}/{model}/plots.log",
     benchmark:
-        "results/{game}/benchmarks/plots.tsv"
+        "results/{game}/{model}/benchmarks/plots.tsv"
     conda:
         "../envs/spacemoc.yaml"
     params:

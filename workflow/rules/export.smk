@@ -9,20 +9,20 @@ localrules:
 
 rule export:
     input:
-        model="results/{game}/seed{seed}/model.pt",
-        classifier="results/{game}/seed{seed}/classifier.npz",
-        labels="results/{game}/seed{seed}/classifier_labels.csv",
+        model="results/{game}/{model}/seed{seed}/model.pt",
+        classifier="results/{game}/{model}/seed{seed}/classifier.npz",
+        labels="results/{game}/{model}/seed{seed}/classifier_labels.csv",
         eval="results/{game}/eval.csv",
     output:
-        directory("results/{game}/seed{seed}/detector"),
+        directory("results/{game}/{model}/seed{seed}/detector"),
     log:
-        "logs/{game}/export_seed{seed}.log",
+        "logs/{game}/{model}/export_seed{seed}.log",
     benchmark:
-        "results/{game}/benchmarks/export_seed{seed}.tsv"
+        "results/{game}/{model}/benchmarks/export_seed{seed}.tsv"
     conda:
         "../envs/spacemoc.yaml"
     params:
         # what the run was trained and evaluated with (the folder's config.yaml)
-        config=lambda wildcards: run_record(config, wildcards.game),
+        config=lambda wildcards: run_record(config, wildcards.game, wildcards.model),
     script:
         "../scripts/export.py"

@@ -6,15 +6,15 @@ from spacemoc.config import canonical
 
 rule tracking:
     input:
-        model="results/{game}/seed{seed}/model.pt",
-        classifier="results/{game}/seed{seed}/classifier.npz",
+        model="results/{game}/{model}/seed{seed}/model.pt",
+        classifier="results/{game}/{model}/seed{seed}/classifier.npz",
         data="results/{game}/data/tracking.h5",
     output:
-        "results/{game}/seed{seed}/tracking.csv",
+        "results/{game}/{model}/seed{seed}/tracking.csv",
     log:
-        "logs/{game}/tracking_seed{seed}.log",
+        "logs/{game}/{model}/tracking_seed{seed}.log",
     benchmark:
-        "results/{game}/benchmarks/tracking_seed{seed}.tsv"
+        "results/{game}/{model}/benchmarks/tracking_seed{seed}.tsv"
     conda:
         "../envs/spacemoc.yaml"
     threads: config["threads"]

@@ -2,18 +2,18 @@
 from spacemoc.config import training_recipe
 
 
-# Checkpoints in results/{game}/seed{seed}/checkpoints/ are not outputs: Snakemake keeps them
-# when a job fails, so a rerun continues from the last one.
+# Checkpoints in results/{game}/{model}/seed{seed}/checkpoints/ are not outputs: Snakemake keeps
+# them when a job fails, so a rerun continues from the last one.
 rule train:
     input:
         data="results/{game}/data/train.h5",
     output:
-        model="results/{game}/seed{seed}/model.pt",
-        curves="results/{game}/seed{seed}/train_curves.csv",
+        model="results/{game}/{model}/seed{seed}/model.pt",
+        curves="results/{game}/{model}/seed{seed}/train_curves.csv",
     log:
-        "logs/{game}/train_seed{seed}.log",
+        "logs/{game}/{model}/train_seed{seed}.log",
     benchmark:
-        "results/{game}/benchmarks/train_seed{seed}.tsv"
+        "results/{game}/{model}/benchmarks/train_seed{seed}.tsv"
     conda:
         "../envs/spacemoc.yaml"
     threads: config["threads"]
@@ -22,6 +22,8 @@ rule train:
     params:
         # what the weights depend on (a change retrains); the script reads the whole config, whose
         # other settings (logging, checkpoint interval, device, other games) do not retrain
-        recipe=lambda wildcards: training_recipe(config, wildcards.game),
+        recipe=lambda wildcards: training_recipe(
+            config, wildcards.game, wildcards.model
+        ),
     script:
         "../scripts/train.py"

@@ -10,6 +10,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.classifier,
         snakemake.output[0],
         seed=snakemake.wildcards.seed,
+        model_name=snakemake.wildcards.model,
         model_path=snakemake.input.model,
         baseline_path=snakemake.input.baseline,
         # Optional: the tracking stage's CSV (mota, idf1) when the rule lists it.

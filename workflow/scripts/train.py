@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from spacemoc.arms import arm_config
 from spacemoc.logs import log_to
 from spacemoc.train import train
 
@@ -10,7 +11,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.data,
         Path(snakemake.output.model).parent,
         game=snakemake.wildcards.game,
-        config=snakemake.config,
+        config=arm_config(snakemake.config, snakemake.wildcards.model),
         seed=int(snakemake.wildcards.seed),
         threads=snakemake.threads,
     )
