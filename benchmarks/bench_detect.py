@@ -1,7 +1,7 @@
 """Detector speed: ms per frame at batch 1 and batch 32, classifier and box conversion included.
 
     python benchmarks/bench_detect.py                       # the shared fixture checkpoint
-    python benchmarks/bench_detect.py --run results/pong/seed0 --threads 2
+    python benchmarks/bench_detect.py --run results/pong/space_moc/seed0 --threads 2
 
 Frames are real frames of the detector's game (random agent, seeded). Without `--run` the
 reference-format fixture checkpoint (`../shared/fixtures/ox4rl_compat/`) is used with a classifier

@@ -2,8 +2,8 @@
 the learned detector: switching is one line (see `make`).
 
     python examples/rl_with_detector.py --ram                        # OCAtari RAM objects
-    python examples/rl_with_detector.py --run results/pong/seed0     # spacemoc detector + tracker
-    python examples/rl_with_detector.py --run results/pong/seed0 --compare   # both, side by side
+    python examples/rl_with_detector.py --run results/pong/space_moc/seed0   # detector + tracker
+    python examples/rl_with_detector.py --run results/pong/space_moc/seed0 --compare   # both
 
 The agent is a hand-written policy (follow the ball with the paddle), standing in for a trained
 SCoBots-style agent: what matters here is the interface it reads (category, x, y, w, h, center,

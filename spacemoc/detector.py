@@ -1,7 +1,7 @@
 """A trained SPACE model + z_what classifier as an object detector for raw Atari frames.
 
     from spacemoc import Detector
-    det = Detector.load("results/pong/seed0")   # or Detector.pretrained("pong")
+    det = Detector.load("results/pong/space_moc/seed0")   # or Detector.pretrained("pong")
     dets = det.detect(frame)                      # frame: uint8 (210,160,3) RGB, as OCAtari gives
     # -> [Detection(label='Ball', x=.., y=.., w=.., h=.., score=0.97), ...]  frame pixels
 
@@ -307,7 +307,7 @@ class Detector:
     ) -> Detector:
         """Load a detector from a folder.
 
-        - A spacemoc run folder (`results/<game>/seed<k>`): `model.pt` + `classifier.npz`, or
+        - A spacemoc run folder (`results/<game>/<arm>/seed<k>`): `model.pt` + `classifier.npz`, or
           a detector folder from `spacemoc export` (`detector.pt` + `classifier.npz`).
         - The reference's published layout (`<game>/space_weights/model_000005001.pth` +
           `<game>/classifier/z_what-classifier_relevant_nn.joblib.pkl`, BGR weights). The
@@ -371,8 +371,9 @@ class Detector:
             shipped = shipped_detectors()
             raise ValueError(
                 f"no pretrained detector is shipped for {name!r}; available: "
-                f"{', '.join(shipped) or 'none'}. Train one (snakemake results/{name}/seed0/"
-                f"classifier.npz) and use Detector.load('results/{name}/seed0')"
+                f"{', '.join(shipped) or 'none'}. Train one (snakemake "
+                f"results/{name}/space_moc/seed0/classifier.npz) and use "
+                f"Detector.load('results/{name}/space_moc/seed0')"
             )
         return cls.load(folder, device=device, game=name, **kwargs)
 
@@ -568,7 +569,7 @@ def _load_classifier(path: Path, game: str | None):
         what = f"game {game!r}" if game else "these weights"
         raise ValueError(
             f"no classifier for {what}: {npz} does not exist. A detector needs the z_what "
-            f"classifier of the same run: build it first (snakemake results/<game>/seed<k>/"
+            f"classifier of the same run: build it first (snakemake results/<game>/<arm>/seed<k>/"
             f"classifier.npz) or pass classifier="
         )
     if npz.suffix != ".npz":

@@ -5,7 +5,7 @@ Object-centric agents (SCoBots-style) read OCAtari's `env.objects` (RAM extracti
 agent switches from RAM extraction to the learned detector by one line:
 
     env = OCAtari("ALE/Pong-v5", mode="ram", hud=False, obs_mode="ori")           # RAM
-    env = spacemoc.envs.make_env("pong", Detector.load("results/pong/seed0"))      # learned
+    env = spacemoc.envs.make_env("pong", Detector.load("results/pong/space_moc/seed0"))  # learned
 
 The objects have the attributes of OCAtari's game objects that agents read: `category, x, y, w,
 h, xy, wh, xywh, center, dx, dy, prev_xy, rgb, hud, visible` (+ `id`, the track id, and `score`,

@@ -1,7 +1,7 @@
 """Package a trained run as a detector folder: what `Detector.load` needs and nothing to train.
 
-The folder (``results/<game>/seed<k>/detector/`` in the workflow; ``spacemoc/pretrained/<game>/``
-when shipped) holds
+The folder (``results/<game>/<arm>/seed<k>/detector/`` in the workflow;
+``spacemoc/pretrained/<game>/`` when shipped) holds
 
 - ``detector.pt``: the foreground weights of ``model.pt``, bit for bit (detection and latents use
   only the foreground; the background is 55 % of the parameters);

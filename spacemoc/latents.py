@@ -1,6 +1,6 @@
 """Latent files: deterministic inference over a data split, with ground-truth labels per cell.
 
-``results/{game}/seed{seed}/latents/{split}.h5`` holds, for every frame of the split,
+``results/{game}/{model}/seed{seed}/latents/{split}.h5`` holds, for every frame of the split,
 
 * ``z_pres_prob`` (N,T,G*G) float32, ``z_where`` (N,T,G*G,4) float32 = [sx, sy, cx, cy]
   (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means (z_what of

@@ -76,7 +76,7 @@ def add_boxes(parser) -> None:
 
 def add_run(parser, required: bool = True, pretrained: bool = False, help: str = "") -> None:
     """``--run`` (a trained run) and, with ``pretrained``, ``--pretrained GAME`` instead of it."""
-    help = help or "run folder (results/<game>/seed<k>) or its model.pt"
+    help = help or "run folder (results/<game>/<arm>/seed<k>) or its model.pt"
     if not pretrained:
         parser.add_argument("--run", required=required, type=Path, help=help)
         return
@@ -112,5 +112,6 @@ def run_checkpoint(run: Path) -> Path:
         if (run / name).is_file():
             return run / name
     raise ValueError(
-        f"{run} holds no model.pt: expected a run folder (results/<game>/seed<k>) or a checkpoint"
+        f"{run} holds no model.pt: expected a run folder (results/<game>/<arm>/seed<k>) or a "
+        "checkpoint"
     )

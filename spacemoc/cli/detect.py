@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     add_run(
         p,
         pretrained=True,
-        help="run folder (results/<game>/seed<k>), an exported detector folder, a reference "
+        help="run folder (results/<game>/<arm>/seed<k>), an exported detector folder, a reference "
         "<game>/ folder, or a checkpoint",
     )
     p.add_argument("--classifier", type=Path, help="classifier.npz (when --run is a checkpoint)")
@@ -41,7 +41,9 @@ def register(subparsers) -> None:
         help="package a trained run as a detector folder (detector.pt, classifier, eval, config)",
         description=_export.__doc__,
     )
-    p.add_argument("--run", required=True, type=Path, help="run folder results/<game>/seed<k>")
+    p.add_argument(
+        "--run", required=True, type=Path, help="run folder results/<game>/<arm>/seed<k>"
+    )
     p.add_argument("--out", required=True, type=Path, help="detector folder to write")
     p.add_argument("--eval", type=Path, help="the workflow's eval.csv of this run, to include")
     p.add_argument("--config", type=Path, help="the workflow config (YAML) it was trained with")

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         description=_latents.__doc__,
     )
     add_run(
-        p, help="run folder (results/<game>/seed<k>) or a checkpoint (model.pt, reference .pth)"
+        p, help="run folder (results/<game>/<arm>/seed<k>) or a checkpoint (model.pt, reference)"
     )
     p.add_argument("--data", required=True, type=Path, help="dataset split, e.g. test.h5")
     p.add_argument("--out", required=True, type=Path, help="latents HDF5 file to write")

@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--data", required=True, help="dataset file, e.g. results/pong/data/train.h5"
     )
-    parser.add_argument("--out", required=True, help="output folder, e.g. results/pong/seed0")
+    parser.add_argument(
+        "--out", required=True, help="output folder, e.g. results/pong/space_moc/seed0"
+    )
     add_game(parser, help="game name (default: the dataset's game)")
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="training seed (default 0)"
