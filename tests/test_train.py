@@ -259,6 +259,7 @@ def test_loss_and_motion_loss_fall_on_real_data(pong_data_t4, tmp_path):
 def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     """Ctrl-C during `train`: Snakemake removes the outputs but keeps checkpoints; a rerun
     continues from the last one."""
+    STEPS = 30  # noqa: N806
     # the inputs exist, background first so that the dataset is not older than its input
     for name in ("background.png", "background.npy"):
         (tmp_path / "results/pong").mkdir(parents=True, exist_ok=True)
@@ -268,7 +269,8 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     data.write_bytes(pong_data.read_bytes())
     run = tmp_path / "results/pong/space_moc/seed0"
     workflow_config = yaml.safe_load((REPO / "config/test.yaml").read_text())
-    workflow_config["train"] = {**TINY, "steps": 12}
+    # enough steps that the kill lands mid-run even on a loaded machine
+    workflow_config["train"] = {**TINY, "steps": STEPS}
     workflow_config["model"] = {"space": {"G": 8}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(workflow_config))
     cmd = [
@@ -287,15 +289,15 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     output.close()
     assert not (run / "model.pt").exists()
     kept = list_checkpoints(run / "checkpoints")
-    assert kept and kept[-1][0] < 12
+    assert kept and kept[-1][0] < STEPS
 
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "logs/pong/space_moc/train_seed0.log").read_text()
     assert "resuming from results/pong/space_moc/seed0/checkpoints/step_" in log
-    assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
+    assert torch.load(run / "model.pt", weights_only=True)["step"] == STEPS
     steps = [int(r["step"]) for r in curves(run / "train_curves.csv")]
-    assert steps == list(range(1, 13))
+    assert steps == list(range(1, STEPS + 1))
 
 
 def test_bfloat16_training_step_matches_float32(pong_data):
