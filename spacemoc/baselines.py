@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from spacemoc.files import damaged_file_error, open_h5
-from spacemoc.metrics import FRAME_SIZE
+from spacemoc.geometry import FRAME_SIZE
 
 THRESHOLD = 24  # on 0..255: above interpolation noise at sprite borders, below sprite contrast
 MIN_PIXELS = 1

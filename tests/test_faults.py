@@ -321,7 +321,8 @@ def test_diverging_weights_stop_training_without_a_model(pong_a, tmp_path):
 
 
 def test_a_non_finite_model_is_never_written(tmp_path):
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     model = Space(SpaceConfig(G=8))
     with torch.no_grad():
@@ -346,7 +347,7 @@ def _readers():
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.data import AtariDataset, read_table
     from spacemoc.latents import load_latents
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     return {
         "dataset": lambda p: AtariDataset(p),
@@ -415,7 +416,8 @@ def test_dataset_on_a_full_disk_says_so_and_keeps_the_previous_file(data_dir, tm
 
 
 def test_checkpoint_on_a_full_disk_says_so(tmp_path):
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     with small_disk(tmp_path, "512k") as disk:
         with pytest.raises(OSError, match="no space left on device while writing .*step_1.pt"):

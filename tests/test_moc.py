@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spacemoc.model.moc import (
+from spacemoc.models.space.moc import (
     DynamicScheduler,
     LinearScheduler,
     MocConfig,

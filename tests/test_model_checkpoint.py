@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spacemoc.model import Space, SpaceConfig, load_checkpoint, save_checkpoint
+from spacemoc.models import load_checkpoint, save_checkpoint
+from spacemoc.models.space import Space, SpaceConfig
 
 
 def test_reference_fixture_reproduces_inference(compat_fixture):
