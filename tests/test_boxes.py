@@ -120,3 +120,61 @@ def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
     )  # a config without the option: the default
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "glimpse"}}))
     assert Detector.load(tmp_path).box_readout == "glimpse"
+
+
+OBJECT_DTYPE = np.dtype([("sample", "i4"), ("t", "i2"), ("x", "f4"), ("y", "f4"), ("w", "f4"),
+                         ("h", "f4"), ("label", "i2"), ("relevant", "u1")])  # fmt: skip
+
+
+@pytest.mark.parametrize("hud", [True, False])
+@pytest.mark.parametrize("box_readout", ["glimpse", "alpha"])
+def test_detector_gives_the_objects_of_the_workflow_latents(tmp_path, tiny_model, box_readout, hud):
+    """One inference path: on the same frames the Detector finds exactly the present cells of
+    the workflow's latents file, with the same boxes, scores and z_what (both readouts)."""
+    import h5py
+
+    from spacemoc.detector import Detector
+    from spacemoc.games import get_game
+    from spacemoc.geometry import in_relevant_area
+    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.models import save_checkpoint
+
+    class Everything:
+        def predict(self, z):
+            return np.ones(len(z), dtype=np.int64)
+
+    pong = get_game("pong")
+    frames = np.random.default_rng(1).integers(0, 256, (2, 4, 128, 128, 3), dtype=np.uint8)
+    data = tmp_path / "test.h5"
+    with h5py.File(data, "w") as f:
+        f.create_dataset("frames", data=frames)
+        f.create_dataset("objects", data=np.array([(0, 0, 70, 90, 4, 4, 1, 1)], OBJECT_DTYPE))
+        f.attrs.update(game="pong", split="test", labels=list(pong.labels), T=4)
+    model_path = save_checkpoint(
+        tmp_path / "model.pt", tiny_model, game="pong", labels=list(pong.labels), step=0
+    )
+    latents = compute_latents(
+        model_path, data, tmp_path / "latents.h5", batch_size=2, device="cpu",
+        box_readout=box_readout,
+    )  # fmt: skip
+    lat = load_latents(latents)
+    det = Detector(
+        tiny_model, Everything(), game="pong", device="cpu", hud=hud, box_readout=box_readout,
+        batch_size=8,
+    )  # fmt: skip
+    found = det.detect_preprocessed(frames.reshape(-1, 128, 128, 3))
+    codes = lat.z_what.reshape(8, lat.z_what.shape[2], -1)
+    assert sum(map(len, found)) > 0
+    for frame, (dets, pred, cells) in enumerate(
+        zip(found, lat.predictions(), lat.cell_indices(), strict=True)
+    ):
+        keep = np.ones(len(pred), bool) if hud else in_relevant_area(pong, pred)
+        assert len(dets) == keep.sum(), f"frame {frame}"
+        got = np.array([[d.x, d.y, d.w, d.h, d.score] for d in dets]).reshape(-1, 5)
+        np.testing.assert_allclose(got, pred[keep], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            np.array([d.z_what for d in dets]).reshape(-1, codes.shape[-1]),
+            codes[frame, cells[keep]],
+            rtol=0,
+            atol=1e-6,
+        )
