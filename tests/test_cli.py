@@ -79,9 +79,9 @@ def test_a_run_reads_the_workflows_default_by_hand(run, tmp_path):
 def test_a_run_reads_the_boxes_it_was_scored_with(run, tmp_path, scored_with):
     """The workflow's latents record its eval.boxes: the run's classifier, detector and later
     latents by hand use the same readout."""
-    from spacemoc.classifier import train_classifier
     from spacemoc.detector import Detector
     from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.stages.classifier import train_classifier
 
     data = write_split(tmp_path / "validation.h5")
     (run / "latents").mkdir()

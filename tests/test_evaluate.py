@@ -101,8 +101,8 @@ class FakeModel:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     """validation + test data, fake model file, latents of both and a trained classifier."""
-    from spacemoc.classifier import train_classifier
     from spacemoc.latents import compute_latents
+    from spacemoc.stages.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("eval")
     model_path = root / "model.pt"

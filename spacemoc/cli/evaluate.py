@@ -150,7 +150,7 @@ def _latents(args) -> None:
 def _classifier(args) -> None:
     """Fit the z_what classifier on the relevant objects of validation latents: k-means with
     centroid labelling and 1-NN (nn) or a few-shot ridge classifier (ridge)."""
-    from spacemoc.classifier import train_classifier
+    from spacemoc.stages.classifier import train_classifier
 
     clf = train_classifier(
         args.latents,
