@@ -54,7 +54,7 @@ def fixture_detector(
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     game = get_game("pong")
     codes = np.load(FIXTURE / "io.npz")["z_what"].reshape(-1, 32).astype(np.float64)
@@ -68,7 +68,7 @@ def fixture_detector(
     )
     model = load_checkpoint(FIXTURE / "checkpoint.pth")
     return Detector(
-        model, clf, device=device, threshold=threshold, precision=precision, boxes=boxes
+        model, clf, device=device, threshold=threshold, precision=precision, box_readout=boxes
     )
 
 
@@ -84,8 +84,8 @@ class ReferenceLikePath:
         import torch
         import torch.nn.functional as F
 
-        from spacemoc.detector import cells_to_boxes
-        from spacemoc.model.glimpse import glimpse_theta
+        from spacemoc.geometry import z_where_to_corners as cells_to_boxes
+        from spacemoc.models.space.glimpse import glimpse_theta
 
         single = frames.ndim == 3
         frames = frames[None] if single else frames
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
             trust=args.trust,
             threshold=args.threshold,
             precision=args.precision,
-            **({"boxes": args.boxes} if args.boxes else {}),
+            **({"box_readout": args.boxes} if args.boxes else {}),
         )
         source = str(args.run)
     else:

@@ -63,9 +63,10 @@ def setup(data: str, compositing: str, precision: str, batch: int, threads: int)
     import torch
 
     from spacemoc.data import AtariDataset, collate
-    from spacemoc.model import Space
-    from spacemoc.model.moc import MocLoss
-    from spacemoc.train import build_configs, make_optimizers, seed_everything, training_step
+    from spacemoc.models.space import Space
+    from spacemoc.models.space.moc import MocLoss
+    from spacemoc.models.space.training import make_optimizers, training_step
+    from spacemoc.train import build_configs, seed_everything
 
     torch.set_num_threads(threads)
     seed_everything(0)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spacemoc.model import Space, SpaceConfig
+from spacemoc.models.space import Space, SpaceConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ox4rl_compat" / "io.npz"
 

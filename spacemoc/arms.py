@@ -13,7 +13,6 @@ import copy
 
 from spacemoc.config import merge
 
-DEFAULT_FAMILY = "space"
 DEFAULT_ARM = "space_moc"  # the model column of a run evaluated outside the workflow
 BUILTIN_ARMS: dict[str, dict] = {
     # SPACE alone: neither the motion loss nor object continuity
@@ -33,11 +32,12 @@ def known_arms(config: dict) -> dict[str, dict]:
 
 
 def arm_settings(config: dict, name: str) -> dict:
-    """The settings of arm ``name`` (family filled in); ValueError naming the known arms."""
+    """The settings of arm ``name``; ValueError naming the known arms. An arm that names no
+    family is of the default family (``spacemoc.models.DEFAULT_FAMILY``)."""
     arms = known_arms(config)
     if name not in arms:
         raise ValueError(f"unknown model arm {name!r}; known arms: {', '.join(sorted(arms))}")
-    return {"family": DEFAULT_FAMILY, **arms[name]}
+    return arms[name]
 
 
 def arm_config(config: dict, name: str) -> dict:

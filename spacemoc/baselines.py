@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from spacemoc.files import damaged_file_error, open_h5
-from spacemoc.metrics import FRAME_SIZE
+from spacemoc.geometry import FRAME_SIZE
 
 BASELINE_MODEL = "bgsub"  # the model column of the baseline's rows in metrics and eval tables
 

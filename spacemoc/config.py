@@ -119,14 +119,13 @@ def config_problems(config: dict[str, Any], check_device: bool = False) -> list[
         Tracker(**config["tracking"])
     except ValueError as err:
         problems.append(f"tracking: {err}")
-    device = config["train"]["device"]
-    if check_device and device.startswith("cuda"):
-        import torch
+    if check_device:
+        from spacemoc.devices import resolve_device
 
-        if not torch.cuda.is_available():
-            problems.append(
-                f"train.device: {device!r} but this machine has no CUDA; use auto or cpu"
-            )
+        try:
+            resolve_device(config["train"]["device"])
+        except ValueError as err:
+            problems.append(f"train.device: {err}")
     return problems
 
 

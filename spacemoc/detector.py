@@ -10,8 +10,9 @@ What `detect` does (spec §7, with the reference's defects fixed):
    `spacemoc.data.preprocess`) and put in the checkpoint's channel order (RGB for our models, BGR
    for reference weights). The reference detector resized with bilinear while it trained on
    Lanczos (defect 41).
-2. Deterministic inference (posterior means); cells with presence probability > `threshold`
-   (0.5) are objects; only their glimpses are encoded (the reference encoded all 256 cells).
+2. Deterministic inference (posterior means, the model's `infer`: the path the workflow's latents
+   take); cells with presence probability > `threshold` (0.5) are objects; only their glimpses
+   are encoded (the reference encoded all 256 cells).
 3. With `hud=False` (the default, as the reference) boxes outside the game's relevant area are
    dropped (HUD: scores, clocks); `hud=True` keeps everything (the reference crashed there).
 4. The classifier names each object from its z_what. `score` is the presence probability (the
@@ -22,6 +23,7 @@ An empty frame gives an empty list (the reference returned a tuple of three empt
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +31,12 @@ import numpy as np
 
 from spacemoc.devices import resolve_device
 from spacemoc.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
-from spacemoc.model.boxes import alpha_extent, resolve_box_readout
+from spacemoc.games import get_game
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_SHAPE, FRAME_WIDTH, IMAGE_SIZE, z_where_to_corners
+from spacemoc.models.inputs import model_input
+from spacemoc.models.readouts import resolve_box_readout
 
 PRECISIONS = ("float32", "bfloat16")
-
-IMAGE_SIZE = 128  # model input side
-ENCODER_CHUNK = 8  # frames per image-encoder call
-GLIMPSE_CHUNK = 64  # glimpses per z_what-encoder call
-FRAME_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, 3)
 REFERENCE_CLASSIFIER = "z_what-classifier_relevant_nn.joblib.pkl"
 # The reference's old README spells it with a dash (defect 43); accept both.
 REFERENCE_CLASSIFIER_ALIASES = (REFERENCE_CLASSIFIER, "z-what-classifier_relevant_nn.joblib.pkl")
@@ -156,15 +155,7 @@ def check_preprocessed(images) -> np.ndarray:
     return images
 
 
-# ----------------------------------------------------------------------- box geometry
-
-
-def cells_to_boxes(z_where: np.ndarray) -> np.ndarray:
-    """(..., 4) [scale_x, scale_y, centre_x, centre_y] -> (..., 4) normalised
-    [x_min, y_min, x_max, y_max] in [0,1] image coordinates (not clipped)."""
-    sx, sy, cx, cy = (z_where[..., k] for k in range(4))
-    x_c, y_c = (cx + 1) / 2, (cy + 1) / 2
-    return np.stack([x_c - sx / 2, y_c - sy / 2, x_c + sx / 2, y_c + sy / 2], axis=-1)
+# ----------------------------------------------------------------------- output
 
 
 def box_rgb(frame: np.ndarray, x, y, w, h) -> tuple[int, int, int]:
@@ -198,12 +189,14 @@ def to_ox4rl(detections, frame: np.ndarray | None = None) -> dict[str, list[tupl
 
 
 class Detector:
-    """SPACE model + z_what classifier -> labelled boxes on raw frames.
+    """A model + z_what classifier -> labelled boxes on raw frames.
 
     Build it with `Detector.load(folder)` or `Detector.pretrained(game)`; the constructor takes
-    the objects: `model` (from `spacemoc.model.load_checkpoint`, with `.infer`, `.channel_order`),
-    `classifier` (anything with `.predict(z_what (M,D)) -> label indices`), and `labels`, the names
-    the indices refer to (default: the classifier's `.labels`, else the game's label list).
+    the objects: `model` (from `spacemoc.models.load_checkpoint`: any family, or any object with
+    the documented `.infer` and `.channel_order`), `classifier` (anything with
+    `.predict(z_what (M,D)) -> label indices`), and `labels`, the names the indices refer to
+    (default: the classifier's `.labels`, else the game's label list). The model is left as it
+    is given: one on another device, or in training mode, is copied.
     """
 
     def __init__(
@@ -218,7 +211,7 @@ class Detector:
         hud: bool = False,
         batch_size: int = 32,
         precision: str = "float32",
-        boxes: str | None = None,
+        box_readout: str | None = None,
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -244,12 +237,11 @@ class Detector:
         # bfloat16: the encoders run under autocast (~1.5x faster convolutions on CPUs with
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
-        self.boxes = resolve_box_readout(boxes, model=model, classifier=classifier)
+        self.box_readout = resolve_box_readout(box_readout, model=model, classifier=classifier)
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
         self.channel_order = order
-        self.model = model
         self.classifier = classifier
         self.labels = tuple(
             labels or getattr(classifier, "labels", None) or get_game(self.game).labels
@@ -258,38 +250,25 @@ class Detector:
         self.hud = bool(hud)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
-        if hasattr(model, "to"):
-            model.to(self.device)
-        if hasattr(model, "eval"):
-            model.eval()
+        self.model = _on_device(model, self.device)
         self._game = get_game(self.game)
         self._pool = None  # resize threads, made on the first big batch
-        # The detection path calls the encoders of a spacemoc Space directly (see _cells).
-        fg = getattr(model, "fg_module", None)
-        self._fg = fg if hasattr(fg, "img_encoder") and hasattr(fg, "z_what_net") else None
         config = getattr(model, "config", None)
         if getattr(config, "motion_input", False):
             raise ValueError(
                 "this model was trained with motion_input=True and needs a motion channel; "
                 "the detector works on single frames: use a model trained without it"
             )
-        # oneDNN float32 convolutions are faster in channels-last layout on CPU (same values up
-        # to float rounding); the encoders' weights are converted in place. Under bfloat16
-        # autocast the image encoder is faster in the default layout (0.97 vs 1.37 ms per frame).
-        self._channels_last = (
-            self._fg is not None and self.device.type == "cpu" and precision == "float32"
-        )
-        if self._channels_last:
-            import torch
-
-            self._fg.img_encoder.to(memory_format=torch.channels_last)
-            self._fg.z_what_net.to(memory_format=torch.channels_last)
+        # oneDNN float32 convolutions are faster on channels-last input on CPU (same values up
+        # to float rounding). Under bfloat16 autocast the image encoder is faster in the default
+        # layout (0.97 vs 1.37 ms per frame).
+        self._channels_last = self.device.type == "cpu" and precision == "float32"
 
     def __repr__(self) -> str:
         return (
             f"Detector(game={self.game!r}, labels={len(self.labels)}, device={self.device}, "
             f"channel_order={self.channel_order!r}, threshold={self.threshold}, hud={self.hud}, "
-            f"precision={self.precision!r}, boxes={self.boxes!r})"
+            f"precision={self.precision!r}, box_readout={self.box_readout!r})"
         )
 
     # ------------------------------------------------------------------- loading
@@ -315,13 +294,13 @@ class Detector:
           `trust=True`. The game is the folder's name unless `game=` says otherwise.
         - A checkpoint file (`model.pt` or a reference `.pth`) with `classifier=` (a path to a
           `classifier.npz` or a run folder, or a fitted object with `.predict`).
-        Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `boxes`) go to
-        the constructor. Without `boxes` the folder's own readout is used, the one its
-        evaluation was computed with (`spacemoc.model.boxes.resolve_box_readout`: an exported
-        folder's `config.yaml`, the run's classifier or latents, else the config schema's
+        Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `box_readout`)
+        go to the constructor. Without `box_readout` the folder's own readout is used, the one
+        its evaluation was computed with (`spacemoc.models.readouts.resolve_box_readout`: an
+        exported folder's `config.yaml`, the run's classifier or latents, else the config schema's
         default), so the detector gives the numbers the workflow gave.
         """
-        from spacemoc.model import load_checkpoint
+        from spacemoc.models import load_checkpoint
 
         path = Path(path)
         if not path.exists():
@@ -357,8 +336,8 @@ class Detector:
                 classifier = _load_classifier(folder, game)
         elif isinstance(classifier, (str, Path)):
             classifier = _load_classifier(Path(classifier), game)
-        kwargs["boxes"] = resolve_box_readout(
-            kwargs.get("boxes"), folder=folder, model=model, classifier=classifier
+        kwargs["box_readout"] = resolve_box_readout(
+            kwargs.get("box_readout"), folder=folder, model=model, classifier=classifier
         )
         return cls(model, classifier, game=game, device=device, **kwargs)
 
@@ -418,75 +397,28 @@ class Detector:
     def model_input(self, images: np.ndarray):
         """(B,128,128,3) uint8 RGB -> the model's input: float (B,3,128,128) in [0,1], in the
         checkpoint's channel order, on the detector's device."""
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        if self.channel_order == "bgr":
-            x = x.flip(-1)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        if self._channels_last:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous()
+        return model_input(images, self.channel_order, self.device, self._channels_last)
 
     def _cells(self, x):
-        """Presence and boxes of every cell, then z_what of the cells kept as detections.
+        """The objects of model input ``x``: the model's ``infer`` (present cells only), then
+        the relevant-area filter (unless ``hud``).
 
         Returns prob (B,N) numpy, (b_idx, c_idx) of the kept cells, their normalised boxes
-        (M,4) [x_min, y_min, x_max, y_max] and z_what (M,D) numpy. For a spacemoc `Space` only the
-        glimpses of kept cells (present and, with hud=False, inside the relevant area) are
-        encoded; the reference encoded all 256 cells of every frame.
+        (M,4) [x_min, y_min, x_max, y_max] and z_what (M,D) numpy.
         """
-        import torch
-
-        fg = self._fg
-        if fg is not None:
-            # Small chunks keep the activations in cache: faster per frame than one big batch.
-            posts = [fg.img_encoder(c) for c in x.split(ENCODER_CHUNK)]
-            post = {k: torch.cat([p[k] for p in posts]) for k in posts[0]}
-            prob_t = torch.sigmoid(post["z_pres_logits"]).squeeze(-1)  # (B,N)
-            where_t = torch.cat(
-                (
-                    torch.sigmoid(post["z_scale_loc"]),
-                    fg.img_encoder.shift_to_centre(post["z_shift_loc"]),
-                ),
-                dim=-1,
-            )  # (B,N,4)
-        else:  # any model with the documented infer()
-            kwargs = {"boxes": "alpha"} if self.boxes == "alpha" else {}
-            out = self.model.infer(x, present_only=True, threshold=self.threshold, **kwargs)
-            prob_t, where_t = out["z_pres_prob"], out["z_where"]
-        prob = prob_t.float().cpu().numpy()
+        kwargs = {"present_only": True, "threshold": self.threshold}
+        if self.box_readout != "glimpse":
+            kwargs["box_readout"] = self.box_readout
+        out = self.model.infer(x, **kwargs)
+        prob = out["z_pres_prob"].float().cpu().numpy()
         b_idx, c_idx = np.nonzero(prob > self.threshold)
-        where = where_t.float().cpu().numpy()[b_idx, c_idx]  # (M,4)
-        # With glimpse boxes the HUD filter runs first, so HUD cells are never encoded; alpha
-        # boxes need every present cell's z_what and are filtered once refined.
-        if self.boxes == "glimpse":
-            b_idx, c_idx, where = self._relevant(b_idx, c_idx, where)
-        if len(b_idx) == 0:
-            z_what = np.zeros((0, 0), np.float32)
-        elif fg is not None:
-            size = self.model.config.glimpse_size
-            where_cells = torch.from_numpy(where).to(x.device)
-            glimpses = _glimpses(x, b_idx, where_cells, size)
-            z_what_t = torch.cat([fg.z_what_net.mean(g) for g in glimpses.split(GLIMPSE_CHUNK)])
-            if self.boxes == "alpha":
-                _, alpha = fg.glimpse_dec(z_what_t)
-                where = alpha_extent(where_cells.float(), alpha.float()).cpu().numpy()
-            z_what = z_what_t.float().cpu().numpy()
-        else:
-            z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]
-        if self.boxes == "alpha" and len(b_idx):
-            b_idx, c_idx, where, z_what = self._relevant(b_idx, c_idx, where, z_what)
-        boxes = cells_to_boxes(where.astype(np.float64))
+        where = out["z_where"].float().cpu().numpy()[b_idx, c_idx]  # (M,4)
+        z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]  # (M,D)
+        boxes = z_where_to_corners(where)
+        if not self.hud and len(b_idx):
+            keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
+            b_idx, c_idx, boxes, z_what = b_idx[keep], c_idx[keep], boxes[keep], z_what[keep]
         return prob, b_idx, c_idx, boxes, z_what
-
-    def _relevant(self, b_idx, c_idx, where, *more):
-        """Drop cells whose box lies outside the game's relevant area (unless ``hud``)."""
-        if self.hud:
-            return (b_idx, c_idx, where, *more)
-        boxes = cells_to_boxes(where.astype(np.float64))
-        keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
-        return (b_idx[keep], c_idx[keep], where[keep], *(m[keep] for m in more))
 
     def _detect_images(self, images: np.ndarray) -> list[list[Detection]]:
         import torch
@@ -528,33 +460,18 @@ class Detector:
     to_ox4rl = staticmethod(to_ox4rl)
 
 
-def _glimpses(images, b_idx: np.ndarray, where, size: int):
-    """Glimpses (M,C,size,size) of cells `where` (M,4) of images[b_idx], b_idx sorted.
-
-    One grid_sample over the batch: each image's glimpse grids are stacked along the height and
-    padded to the largest count, so no image is copied per glimpse (the reference, and
-    `images[b_idx]`, copy the whole frame for every glimpse). grid_sample is pointwise in the
-    grid, so the values equal per-glimpse sampling exactly.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from spacemoc.model.glimpse import glimpse_theta
-
-    B, C = images.shape[:2]
-    M = len(b_idx)
-    counts = np.bincount(b_idx, minlength=B)
-    rank = np.arange(M) - np.repeat(np.cumsum(counts) - counts, counts)  # index within image
-    m_max = int(counts.max())
-    grid = F.affine_grid(glimpse_theta(where), [M, C, size, size], align_corners=True)
-    padded = grid.new_zeros(B, m_max, size, size, 2)
-    b_t, r_t = torch.from_numpy(b_idx).to(grid.device), torch.from_numpy(rank).to(grid.device)
-    padded[b_t, r_t] = grid
-    out = F.grid_sample(
-        images, padded.view(B, m_max * size, size, 2), align_corners=True
-    )  # (B,C,m_max*size,size)
-    out = out.view(B, C, m_max, size, size).transpose(1, 2)  # (B,m_max,C,size,size)
-    return out[b_t, r_t]  # (M,C,size,size)
+def _on_device(model, device):
+    """``model`` on ``device`` in eval mode, copied when it is not so already (the caller's
+    model is never changed)."""
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if params is not None else None
+    moved = first is not None and (
+        first.device.type != device.type
+        or (device.index is not None and first.device.index != device.index)
+    )
+    if moved or getattr(model, "training", False):
+        model = copy.deepcopy(model).to(device).eval()
+    return model
 
 
 # ----------------------------------------------------------------------- classifiers

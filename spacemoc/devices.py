@@ -29,3 +29,12 @@ def resolve_device(device=None):
             f"device {device!r} requested but CUDA is not available here; use auto or cpu"
         )
     return torch.device(device)
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU thread count for this process (None or 0: leave it). Called by the stage
+    entry points (the command line, the workflow's scripts), never by library functions."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))

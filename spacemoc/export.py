@@ -62,13 +62,13 @@ def export_detector(
 ) -> Path:
     """Write the detector folder ``out_dir``. An earlier export there is replaced when the new
     one is complete; any other non-empty folder is refused (ValueError)."""
-    from spacemoc.model import load_checkpoint, save_checkpoint
+    from spacemoc.models import get_family, load_checkpoint, save_checkpoint
 
     model_path, classifier_path, out_dir = Path(model_path), Path(classifier_path), Path(out_dir)
     if classifier_path.suffix != ".npz" or not classifier_path.is_file():
         raise ValueError(f"expected the run's classifier.npz, got {classifier_path}")
     model = load_checkpoint(model_path)
-    if model.bg_module is None:
+    if not get_family(model.family).can_train(model):
         raise ValueError(f"{model_path} is already a detector-only checkpoint")
 
     check_replaceable(out_dir)

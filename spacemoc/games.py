@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RELEVANT_AREA_MARGIN = 0.02
-FRAME_HEIGHT, FRAME_WIDTH = 210, 160  # raw ALE frame
 _WIDE = (-0.05, -0.05, 1.05, 1.05)  # whole frame
 
 
@@ -34,9 +33,6 @@ class Game:
     @property
     def relevant_indices(self) -> tuple[int, ...]:
         return tuple(self.labels.index(name) for name in self.relevant)
-
-    def label_index(self, name: str) -> int:
-        return self.labels.index(name)
 
     def in_relevant_area(self, x_min, y_min, x_max, y_max, margin=RELEVANT_AREA_MARGIN):
         """Boolean mask: which boxes (normalised coordinates) lie inside the relevant area."""

@@ -31,8 +31,9 @@ import numpy as np
 
 from spacemoc.atomic import atomic_h5
 from spacemoc.files import open_h5
+from spacemoc.geometry import FRAME_SIZE, in_relevant_area, z_where_to_boxes
 from spacemoc.logs import StatusLine
-from spacemoc.metrics import CENTRE_THRESHOLD, FRAME_SIZE, greedy_match, misalignment_matrix
+from spacemoc.metrics import CENTRE_THRESHOLD, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
 PRESENT = 0.5  # z_pres_prob above which a cell is an object
@@ -44,22 +45,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def z_where_to_boxes(z_where: np.ndarray, frame_size=FRAME_SIZE) -> np.ndarray:
-    """(..., 4) [sx, sy, cx, cy] -> (..., 4) [x_min, y_min, w, h] in frame pixels."""
-    z_where = np.asarray(z_where, dtype=np.float64)
-    width, height = frame_size
-    sx, sy, cx, cy = np.moveaxis(z_where, -1, 0)
-    return np.stack(
-        [
-            ((cx + 1) / 2 - sx / 2) * width,
-            ((cy + 1) / 2 - sy / 2) * height,
-            sx * width,
-            sy * height,
-        ],
-        axis=-1,
-    )
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -97,7 +82,7 @@ def match_cells(z_pres_prob, boxes, gt_rows) -> np.ndarray:
 
 def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().float().cpu().numpy()
     return np.asarray(x)
 
 
@@ -107,41 +92,74 @@ def compute_latents(
     out_path: str | Path,
     batch_size: int = 16,
     device: str = "auto",
-    threads: int | None = None,
     model=None,
     all_cells: bool = False,
-    boxes: str | None = None,
+    box_readout: str | None = None,
 ) -> Path:
     """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
 
     ``model``: an already loaded model (anything with ``infer``, ``game``, ``labels``,
-    ``channel_order``, ``config.G``); by default ``spacemoc.model.load_checkpoint(model_path)``.
-    ``batch_size`` counts samples (each of T frames). Unless ``all_cells``, z_what is encoded
-    only for present cells (zero elsewhere): the glimpse encoder is most of the inference time
-    and the metrics use present cells only. ``boxes``: how boxes are read off the model,
-    ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's extent,
-    spacemoc.model.boxes); the stored z_where are those boxes. None: the readout the model's run
-    folder records, else the config schema's default (``resolve_box_readout``), as the workflow.
-    ``device``: auto, cpu, cuda or cuda:N.
+    ``channel_order``, ``num_objects``); by default ``spacemoc.models.load_checkpoint
+    (model_path)``. ``batch_size`` counts samples (each of T frames). Unless ``all_cells``, z_what
+    is encoded only for present cells (zero elsewhere): the glimpse encoder is most of the
+    inference time and the metrics use present cells only. ``box_readout``: how boxes are read
+    off the model, ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's
+    extent, spacemoc.models.readouts); the stored z_where are those boxes. None: the readout the
+    model's run folder records, else the config schema's default (``resolve_box_readout``), as
+    the workflow. ``device``: auto, cpu, cuda or cuda:N.
     """
-    import torch
-    from tqdm import tqdm
-
     from spacemoc.devices import resolve_device
-    from spacemoc.model.boxes import resolve_box_readout
+    from spacemoc.models.readouts import resolve_box_readout
 
-    if threads:
-        torch.set_num_threads(threads)
     device = resolve_device(device)
-    if model is None:
-        from spacemoc.model import load_checkpoint
+    model = _load_model(model_path, model, device)
+    box_readout = resolve_box_readout(box_readout, folder=Path(model_path).parent, model=model)
+    data = _check_data(data_path, model, model_path)
+    infer_kwargs = _infer_kwargs(model, all_cells, box_readout)
+    out_path = Path(out_path)
+    with atomic_h5(out_path) as dst:
+        _write_latents(dst, model, data_path, data, infer_kwargs, batch_size, device)
+        dst.attrs.update(
+            format=FORMAT,
+            game=data["game"],
+            labels=list(data["labels"]),
+            split=data["split"],
+            n_samples=data["n"],
+            T=data["T"],
+            G=int(getattr(model.config, "G", 0)),
+            num_objects=int(_num_objects(model)),
+            model_path=str(model_path),
+            model_step=int(getattr(model, "step", -1) or -1),
+            model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
+            data_path=str(data_path),
+            present_threshold=PRESENT,
+            z_what_all_cells=bool(all_cells or "present_only" not in infer_kwargs),
+            box_readout=box_readout,
+        )
+    return out_path
 
-        model = load_checkpoint(model_path, map_location=device)
-    elif hasattr(model, "to"):
+
+def _load_model(model_path, model, device):
+    """The model given (moved to ``device`` if it is elsewhere) or the one at ``model_path``."""
+    if model is None:
+        from spacemoc.models import load_checkpoint
+
+        return load_checkpoint(model_path, map_location=device)
+    if hasattr(model, "to"):
         model = model.to(device)
-    box_readout = resolve_box_readout(boxes, folder=Path(model_path).parent, model=model)
     if hasattr(model, "eval"):
         model.eval()
+    return model
+
+
+def _num_objects(model) -> int:
+    """N, the object slots per frame of ``model.infer`` (SPACE: the G*G cells)."""
+    n = getattr(model, "num_objects", None)
+    return int(n) if n is not None else int(model.config.G) ** 2
+
+
+def _check_data(data_path, model, model_path) -> dict:
+    """The dataset's game, labels, split and size, checked against the model's."""
     with open_h5(data_path, "dataset") as f:
         data_game = str(f.attrs["game"])
         split = str(f.attrs.get("split", Path(data_path).stem))
@@ -157,69 +175,77 @@ def compute_latents(
         raise ValueError(f"label lists differ: model {labels} vs data {data_labels}")
     if n == 0:
         raise ValueError(f"{data_path} holds no samples: nothing to encode")
-    objects = read_objects(data_path)
-    infer_kwargs = {}
-    if not all_cells and "present_only" in inspect.signature(model.infer).parameters:
-        infer_kwargs = {"present_only": True, "threshold": PRESENT}
+    return {"game": game, "labels": labels, "split": split, "n": n, "T": t}
+
+
+def _infer_kwargs(model, all_cells: bool, box_readout: str) -> dict:
+    """The ``infer`` arguments for these latents, as far as the model's ``infer`` takes them."""
+    params = inspect.signature(model.infer).parameters
+    kwargs = {}
+    if not all_cells and "present_only" in params:
+        kwargs = {"present_only": True, "threshold": PRESENT}
     if box_readout != "glimpse":
-        if "boxes" not in inspect.signature(model.infer).parameters:
+        if "box_readout" not in params:
             raise ValueError(f"this model's infer() has no box readout {box_readout!r}")
-        infer_kwargs.update(boxes=box_readout, threshold=PRESENT)
-    cells = model.config.G**2
-    out_path = Path(out_path)
-    with atomic_h5(out_path) as dst, open_h5(data_path, "dataset") as src:
+        kwargs.update(box_readout=box_readout, threshold=PRESENT)
+    return kwargs
+
+
+def _write_latents(dst, model, data_path, data, infer_kwargs, batch_size, device) -> None:
+    """Infer every sample of ``data_path`` in batches and write the arrays into ``dst``."""
+    from tqdm import tqdm
+
+    n, t, split = data["n"], data["T"], data["split"]
+    objects = read_objects(data_path)
+    datasets = {}
+    status = StatusLine(f"latents {data['game']} {split}", n, unit="sample")
+    with open_h5(data_path, "dataset") as src:
         frames = src["frames"]
-        datasets = {}
-        status = StatusLine(f"latents {game} {split}", n, unit="sample")
         for start in tqdm(range(0, n, batch_size), desc=f"latents {split}", unit="batch"):
             stop = min(start + batch_size, n)
             status.update(stop)
             batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
-            images = torch.from_numpy(batch).float().div_(255).permute(0, 1, 4, 2, 3)
-            if model.channel_order == "bgr":
-                images = images.flip(2)
-            images = images.reshape(-1, *images.shape[2:]).to(device)  # (b*T,3,128,128)
-            with torch.no_grad():
-                out = model.infer(images, **infer_kwargs)
-            prob = _to_numpy(out["z_pres_prob"]).reshape(stop - start, t, cells)
-            where = _to_numpy(out["z_where"]).reshape(stop - start, t, cells, 4)
-            what = _to_numpy(out["z_what"]).reshape(stop - start, t, cells, -1)
+            arrays = _infer_batch(model, batch, infer_kwargs, device)
+            arrays.update(_match_batch(arrays, objects[start:stop]))
             if not datasets:
-                datasets = _create(dst, n, t, cells, what.shape[-1])
-            gt_index = np.full((stop - start, t, cells), -1, dtype=np.int32)
-            label = np.full((stop - start, t, cells), -1, dtype=np.int16)
-            boxes = z_where_to_boxes(where)
-            for b in range(stop - start):
-                for k in range(t):
-                    rows = objects[start + b][k]
-                    m = match_cells(prob[b, k], boxes[b, k], rows)
-                    gt_index[b, k] = m
-                    label[b, k][m >= 0] = rows["label"][m[m >= 0]]
-            for name, value in (
-                ("z_pres_prob", prob),
-                ("z_where", where),
-                ("z_what", what),
-                ("label", label),
-                ("gt_index", gt_index),
-            ):
+                datasets = _create(
+                    dst, n, t, arrays["z_pres_prob"].shape[-1], arrays["z_what"].shape[-1]
+                )
+            for name, value in arrays.items():
                 datasets[name][start:stop] = value
-        dst.attrs.update(
-            format=FORMAT,
-            game=game,
-            labels=list(labels),
-            split=split,
-            n_samples=n,
-            T=t,
-            G=int(model.config.G),
-            model_path=str(model_path),
-            model_step=int(getattr(model, "step", -1) or -1),
-            model_sha256=file_sha256(model_path) if Path(model_path).is_file() else "",
-            data_path=str(data_path),
-            present_threshold=PRESENT,
-            z_what_all_cells=bool(all_cells or "present_only" not in infer_kwargs),
-            box_readout=box_readout,
-        )
-    return out_path
+
+
+def _infer_batch(model, batch: np.ndarray, infer_kwargs: dict, device) -> dict:
+    """uint8 samples (b,T,128,128,3) -> z_pres_prob (b,T,N), z_where (b,T,N,4), z_what (b,T,N,D)
+    through the model's ``infer`` (the Detector's path: same input, same inference)."""
+    import torch
+
+    from spacemoc.models.inputs import model_input
+
+    b, t = batch.shape[:2]
+    images = model_input(batch.reshape(b * t, *batch.shape[2:]), model.channel_order, device)
+    with torch.no_grad():
+        out = model.infer(images, **infer_kwargs)
+    prob = _to_numpy(out["z_pres_prob"])
+    return {
+        "z_pres_prob": prob.reshape(b, t, -1),
+        "z_where": _to_numpy(out["z_where"]).reshape(b, t, prob.shape[-1], 4),
+        "z_what": _to_numpy(out["z_what"]).reshape(b, t, prob.shape[-1], -1),
+    }
+
+
+def _match_batch(arrays: dict, objects) -> dict:
+    """label and gt_index (b,T,N) of every cell of a batch (-1: absent or unmatched)."""
+    prob = arrays["z_pres_prob"]
+    boxes = z_where_to_boxes(arrays["z_where"])
+    gt_index = np.full(prob.shape, -1, dtype=np.int32)
+    label = np.full(prob.shape, -1, dtype=np.int16)
+    for b, sample in enumerate(objects):
+        for k, rows in enumerate(sample):
+            m = match_cells(prob[b, k], boxes[b, k], rows)
+            gt_index[b, k] = m
+            label[b, k][m >= 0] = rows["label"][m[m >= 0]]
+    return {"label": label, "gt_index": gt_index}
 
 
 def _create(dst, n, t, cells, dim):
@@ -265,13 +291,13 @@ class Latents:
     def present(self) -> np.ndarray:
         return self.z_pres_prob > PRESENT
 
-    def boxes(self) -> np.ndarray:
+    def pixel_boxes(self) -> np.ndarray:
         """(N,T,C,4) [x, y, w, h] in frame pixels."""
         return z_where_to_boxes(self.z_where)
 
     def predictions(self) -> list[np.ndarray]:
         """Per frame (flattened N*T, sample-major) the (M,5) [x, y, w, h, prob] of present cells."""
-        boxes = self.boxes().reshape(-1, self.z_pres_prob.shape[-1], 4)
+        boxes = self.pixel_boxes().reshape(-1, self.z_pres_prob.shape[-1], 4)
         prob = self.z_pres_prob.reshape(len(boxes), -1)
         out = []
         for b, p in zip(boxes, prob, strict=True):
@@ -340,11 +366,7 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
     if subset == "relevant":
         game = get_game(lat.game)
         keep &= np.isin(lat.label, game.relevant_indices)
-        boxes = lat.boxes()
-        width, height = FRAME_SIZE
-        x0, y0 = boxes[..., 0] / width, boxes[..., 1] / height
-        x1, y1 = x0 + boxes[..., 2] / width, y0 + boxes[..., 3] / height
-        keep &= np.asarray(game.in_relevant_area(x0, y0, x1, y1), dtype=bool)
+        keep &= in_relevant_area(game, lat.pixel_boxes())
     n, t, c = keep.shape
     flat = np.flatnonzero(keep.reshape(-1))
     return {

@@ -26,8 +26,11 @@ def log_to(path: str | Path | None):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     token = _terminal.set(sys.stderr)
     with open(path, "w", buffering=1) as handle:
-        with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-            logging.basicConfig(stream=handle, level=logging.INFO, force=True)
+        with (
+            contextlib.redirect_stdout(handle),
+            contextlib.redirect_stderr(handle),
+            _log_records_to(handle),
+        ):
             try:
                 yield
             except BaseException as err:
@@ -36,6 +39,24 @@ def log_to(path: str | Path | None):
                 raise
             finally:
                 _terminal.reset(token)
+
+
+@contextlib.contextmanager
+def _log_records_to(handle):
+    """Send INFO and above log records to ``handle`` while the block runs; the root logger's
+    handlers and level are as they were afterwards (no process-wide logging configuration)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(handle)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    level = root.level
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 class StatusLine:

@@ -36,7 +36,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FRAME_SIZE = (160, 210)  # (width, height) of a raw Atari frame, the unit of stored boxes
+from spacemoc.geometry import FRAME_SIZE
+from spacemoc.geometry import in_relevant_area as _in_relevant_area
+
 IOU_THRESHOLDS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))
 CENTRE_THRESHOLD = 0.5  # misalignment score above which a prediction hits (spec §5.2)
 JOINT_THRESHOLD = 0.2  # misalignment for the mutual-best pairs of the joint score (spec §6.4)
@@ -244,11 +246,7 @@ def relevant_subset(pred, gt, gt_labels, game, frame_size=FRAME_SIZE):
 
 def in_area(boxes: np.ndarray, game, frame_size=FRAME_SIZE) -> np.ndarray:
     """Mask of (n,4+) pixel boxes inside the game's relevant area."""
-    boxes = _as_boxes(boxes, 4)
-    n = _normalise(boxes, frame_size)
-    return np.asarray(
-        game.in_relevant_area(n[:, 0], n[:, 1], n[:, 0] + n[:, 2], n[:, 1] + n[:, 3]), dtype=bool
-    ).reshape(len(boxes))
+    return _in_relevant_area(game, _as_boxes(boxes, 4), frame_size)
 
 
 # --------------------------------------------------------------------------- joint (§6.4)

@@ -333,7 +333,7 @@ def track_sequence(frames, detector, tracker: Tracker, batch_size: int = 32):
 
 def _gt_frames(rows, game, n_frames: int):
     """Ground-truth objects of one sequence: relevant labels inside the relevant area."""
-    from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
+    from spacemoc.geometry import in_relevant_area
 
     frames = []
     for t in range(n_frames):
@@ -352,10 +352,7 @@ def _gt_frames(rows, game, n_frames: int):
             if "relevant" in names and not bool(o["relevant"]):
                 continue
             x, y, w, h = (float(o[c]) for c in ("x", "y", "w", "h"))
-            inside = game.in_relevant_area(
-                x / FRAME_WIDTH, y / FRAME_HEIGHT, (x + w) / FRAME_WIDTH, (y + h) / FRAME_HEIGHT
-            )
-            if bool(inside):
+            if bool(in_relevant_area(game, np.array([x, y, w, h]))):
                 frame.append((key, (x, y, w, h)))
         frames.append(frame)
     return frames
@@ -368,33 +365,28 @@ def evaluate_tracking(
     *,
     classifier=None,
     device=None,
-    threads: int | None = None,
     max_sequences: int | None = None,
-    boxes: str | None = None,
+    box_readout: str | None = None,
     **tracker_kwargs,
 ) -> dict[str, float]:
     """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
 
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
     `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
-    `boxes`: the detector's box readout ("glimpse" or "alpha"; None: the one the run was
+    `box_readout`: the detector's box readout ("glimpse" or "alpha"; None: the one the run was
     evaluated with, as `Detector.load` resolves it).
     `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
     Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
     subset).
     Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
     """
-    import torch
     from tqdm import tqdm
 
     from spacemoc.data import read_table
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    kwargs = {} if boxes is None else {"boxes": boxes}
-    detector = Detector.load(model, device=device, classifier=classifier, **kwargs)
+    detector = Detector.load(model, device=device, classifier=classifier, box_readout=box_readout)
     tracker = Tracker(**tracker_kwargs)
     objects = read_table(tracking_h5, "objects")
     with open_h5(tracking_h5, "tracking data") as f:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spacemoc.model.boxes import alpha_extent, check_box_readout
+from spacemoc.models.readouts import check_box_readout
+from spacemoc.models.space.boxes import alpha_extent
 
 G = 32  # glimpse size
 
@@ -44,7 +45,7 @@ def test_unknown_readout_is_a_clear_error():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from spacemoc.model import Space, SpaceConfig
+    from spacemoc.models.space import Space, SpaceConfig
 
     torch.manual_seed(0)
     model = Space(SpaceConfig(G=4)).eval()
@@ -56,7 +57,7 @@ def tiny_model():
 def test_infer_alpha_moves_only_present_cells(tiny_model):
     x = torch.rand(2, 3, 128, 128)
     glimpse = tiny_model.infer(x, present_only=True)
-    alpha = tiny_model.infer(x, present_only=True, boxes="alpha")
+    alpha = tiny_model.infer(x, present_only=True, box_readout="alpha")
     present = glimpse["z_pres_prob"] > 0.5
     assert present.any() and (~present).any()
     torch.testing.assert_close(alpha["z_where_glimpse"], glimpse["z_where"])
@@ -69,23 +70,24 @@ def test_infer_alpha_moves_only_present_cells(tiny_model):
 
 
 def test_detector_alpha_boxes_equal_infer(tiny_model):
-    from spacemoc.detector import Detector, cells_to_boxes
+    from spacemoc.detector import Detector
+    from spacemoc.geometry import z_where_to_corners as cells_to_boxes
 
     class Nearest:
         def predict(self, z):
             return np.ones(len(z), dtype=np.int64)  # every object a Ball
 
     x = torch.rand(3, 3, 128, 128)
-    det = Detector(tiny_model, Nearest(), game="pong", device="cpu", hud=True, boxes="alpha")
+    det = Detector(tiny_model, Nearest(), game="pong", device="cpu", hud=True, box_readout="alpha")
     with torch.inference_mode():
         prob, b, c, boxes, z_what = det._cells(x)
-        full = tiny_model.infer(x, present_only=True, boxes="alpha")
+        full = tiny_model.infer(x, present_only=True, box_readout="alpha")
     assert len(b) > 0
     np.testing.assert_allclose(boxes, cells_to_boxes(full["z_where"].numpy()[b, c]), atol=1e-5)
     np.testing.assert_allclose(z_what, full["z_what"].numpy()[b, c], atol=1e-4)
-    assert "boxes='alpha'" in repr(det)
+    assert "box_readout='alpha'" in repr(det)
     with pytest.raises(ValueError, match="unknown box readout"):
-        Detector(tiny_model, Nearest(), game="pong", boxes="tight")
+        Detector(tiny_model, Nearest(), game="pong", box_readout="tight")
 
 
 def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
@@ -94,7 +96,7 @@ def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
-    from spacemoc.model import save_checkpoint
+    from spacemoc.models import save_checkpoint
 
     labels = get_game("pong").labels
     save_checkpoint(tmp_path / "model.pt", tiny_model, game="pong", labels=labels, step=0)
@@ -106,11 +108,73 @@ def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
         centroid_labels=np.array([1]),
     ).save(tmp_path / "classifier.npz")
     # no config: the config schema's default, as in the workflow
-    assert Detector.load(tmp_path).boxes == "alpha"
+    assert Detector.load(tmp_path).box_readout == "alpha"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "alpha"}}))
-    assert Detector.load(tmp_path).boxes == "alpha"
-    assert Detector.load(tmp_path, boxes="glimpse").boxes == "glimpse"  # an explicit choice wins
+    assert Detector.load(tmp_path).box_readout == "alpha"
+    assert (
+        Detector.load(tmp_path, box_readout="glimpse").box_readout == "glimpse"
+    )  # an explicit choice wins
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"classifier": "nn"}}))
-    assert Detector.load(tmp_path).boxes == "alpha"  # a config without the option: the default
+    assert (
+        Detector.load(tmp_path).box_readout == "alpha"
+    )  # a config without the option: the default
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "glimpse"}}))
-    assert Detector.load(tmp_path).boxes == "glimpse"
+    assert Detector.load(tmp_path).box_readout == "glimpse"
+
+
+OBJECT_DTYPE = np.dtype([("sample", "i4"), ("t", "i2"), ("x", "f4"), ("y", "f4"), ("w", "f4"),
+                         ("h", "f4"), ("label", "i2"), ("relevant", "u1")])  # fmt: skip
+
+
+@pytest.mark.parametrize("hud", [True, False])
+@pytest.mark.parametrize("box_readout", ["glimpse", "alpha"])
+def test_detector_gives_the_objects_of_the_workflow_latents(tmp_path, tiny_model, box_readout, hud):
+    """One inference path: on the same frames the Detector finds exactly the present cells of
+    the workflow's latents file, with the same boxes, scores and z_what (both readouts)."""
+    import h5py
+
+    from spacemoc.detector import Detector
+    from spacemoc.games import get_game
+    from spacemoc.geometry import in_relevant_area
+    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.models import save_checkpoint
+
+    class Everything:
+        def predict(self, z):
+            return np.ones(len(z), dtype=np.int64)
+
+    pong = get_game("pong")
+    frames = np.random.default_rng(1).integers(0, 256, (2, 4, 128, 128, 3), dtype=np.uint8)
+    data = tmp_path / "test.h5"
+    with h5py.File(data, "w") as f:
+        f.create_dataset("frames", data=frames)
+        f.create_dataset("objects", data=np.array([(0, 0, 70, 90, 4, 4, 1, 1)], OBJECT_DTYPE))
+        f.attrs.update(game="pong", split="test", labels=list(pong.labels), T=4)
+    model_path = save_checkpoint(
+        tmp_path / "model.pt", tiny_model, game="pong", labels=list(pong.labels), step=0
+    )
+    latents = compute_latents(
+        model_path, data, tmp_path / "latents.h5", batch_size=2, device="cpu",
+        box_readout=box_readout,
+    )  # fmt: skip
+    lat = load_latents(latents)
+    det = Detector(
+        tiny_model, Everything(), game="pong", device="cpu", hud=hud, box_readout=box_readout,
+        batch_size=8,
+    )  # fmt: skip
+    found = det.detect_preprocessed(frames.reshape(-1, 128, 128, 3))
+    codes = lat.z_what.reshape(8, lat.z_what.shape[2], -1)
+    assert sum(map(len, found)) > 0
+    for frame, (dets, pred, cells) in enumerate(
+        zip(found, lat.predictions(), lat.cell_indices(), strict=True)
+    ):
+        keep = np.ones(len(pred), bool) if hud else in_relevant_area(pong, pred)
+        assert len(dets) == keep.sum(), f"frame {frame}"
+        got = np.array([[d.x, d.y, d.w, d.h, d.score] for d in dets]).reshape(-1, 5)
+        np.testing.assert_allclose(got, pred[keep], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            np.array([d.z_what for d in dets]).reshape(-1, codes.shape[-1]),
+            codes[frame, cells[keep]],
+            rtol=0,
+            atol=1e-6,
+        )

@@ -117,8 +117,8 @@ def test_a_model_that_finds_nothing_gets_an_empty_classifier(tmp_path):
     """An untrained model: no present cell, so nothing to fit; later stages still run."""
     import h5py
 
-    from spacemoc.classifier import train_classifier
     from spacemoc.latents import FORMAT
+    from spacemoc.stages.classifier import train_classifier
 
     game = get_game("pong")
     path = tmp_path / "latents.h5"

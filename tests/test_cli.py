@@ -34,7 +34,8 @@ def write_split(path, n=2, T=2):
 def run(tmp_path):
     """A run folder as training leaves it: a tiny SPACE model.pt with some cells present, and a
     classifier that records no readout (as classifiers written before the record)."""
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     torch.manual_seed(0)
     model = Space(SpaceConfig(G=4))
@@ -53,7 +54,7 @@ def run(tmp_path):
 
 def test_one_default_box_readout_the_config_schemas():
     from spacemoc.config import load_config, schema_property
-    from spacemoc.model.boxes import BOX_READOUTS, default_box_readout
+    from spacemoc.models.readouts import BOX_READOUTS, default_box_readout
 
     assert default_box_readout() == load_config(None)["eval"]["boxes"] == "alpha"
     assert set(schema_property("eval", "boxes")["enum"]) == set(BOX_READOUTS)
@@ -66,7 +67,7 @@ def test_a_run_reads_the_workflows_default_by_hand(run, tmp_path):
     from spacemoc.latents import load_latents
 
     workflow_default = load_config(None)["eval"]["boxes"]
-    assert Detector.load(run, device="cpu").boxes == workflow_default
+    assert Detector.load(run, device="cpu").box_readout == workflow_default
     data = write_split(tmp_path / "test.h5")
     out = tmp_path / "by_hand.h5"
     assert main(["latents", "--run", str(run), "--data", str(data), "--out", str(out)]) == 0
@@ -78,26 +79,28 @@ def test_a_run_reads_the_workflows_default_by_hand(run, tmp_path):
 def test_a_run_reads_the_boxes_it_was_scored_with(run, tmp_path, scored_with):
     """The workflow's latents record its eval.boxes: the run's classifier, detector and later
     latents by hand use the same readout."""
-    from spacemoc.classifier import train_classifier
     from spacemoc.detector import Detector
     from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.stages.classifier import train_classifier
 
     data = write_split(tmp_path / "validation.h5")
     (run / "latents").mkdir()
-    compute_latents(run / "model.pt", data, run / "latents" / "validation.h5", boxes=scored_with)
+    compute_latents(
+        run / "model.pt", data, run / "latents" / "validation.h5", box_readout=scored_with
+    )
     (run / "classifier.npz").unlink()  # the latents alone tell
     unrecorded = ZWhatClassifier("nn", "pong", PONG.labels, np.eye(2, Z_WHAT), np.array([1, 4]))
-    assert Detector.load(run / "model.pt", classifier=unrecorded).boxes == scored_with
+    assert Detector.load(run / "model.pt", classifier=unrecorded).box_readout == scored_with
     clf = train_classifier(run / "latents" / "validation.h5", run / "classifier.npz")
     assert clf.box_readout == scored_with
     assert ZWhatClassifier.load(run / "classifier.npz").box_readout == scored_with
-    assert Detector.load(run, device="cpu").boxes == scored_with
+    assert Detector.load(run, device="cpu").box_readout == scored_with
     out = tmp_path / "test_by_hand.h5"
     assert main(["latents", "--run", str(run), "--data", str(data), "--out", str(out)]) == 0
     assert load_latents(out).attrs["box_readout"] == scored_with
     # a flag still wins
     other = "glimpse" if scored_with == "alpha" else "alpha"
-    assert Detector.load(run, device="cpu", boxes=other).boxes == other
+    assert Detector.load(run, device="cpu", box_readout=other).box_readout == other
 
 
 def test_exported_folder_reads_its_config(run, tmp_path):
@@ -107,14 +110,14 @@ def test_exported_folder_reads_its_config(run, tmp_path):
     out = export_detector(
         run / "model.pt", run / "classifier.npz", tmp_path / "det", config={"eval": {}}
     )
-    assert Detector.load(out, device="cpu").boxes == "alpha"  # the schema default
+    assert Detector.load(out, device="cpu").box_readout == "alpha"  # the schema default
     export_detector(
         run / "model.pt",
         run / "classifier.npz",
         tmp_path / "det",
         config={"eval": {"boxes": "glimpse"}},
     )
-    assert Detector.load(out, device="cpu").boxes == "glimpse"
+    assert Detector.load(out, device="cpu").box_readout == "glimpse"
 
 
 @pytest.mark.parametrize("game", ["pong", "boxing"])
@@ -125,7 +128,7 @@ def test_shipped_detectors_keep_their_readout(game):
     from spacemoc.export import PRETRAINED_ROOT
 
     config = yaml.safe_load((PRETRAINED_ROOT / game / "config.yaml").read_text())
-    assert Detector.pretrained(game, device="cpu").boxes == config["eval"]["boxes"]
+    assert Detector.pretrained(game, device="cpu").box_readout == config["eval"]["boxes"]
 
 
 # ------------------------------------------------------------------ one name per thing
@@ -229,7 +232,7 @@ def test_pretrained_names_a_shipped_detector_from_any_folder(tmp_path, monkeypat
     argv = ["detect", "--pretrained", "pong", "--frames", "1", "--skip", "0", "--threads", "1"]
     assert main([*argv, "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "Detector(game='pong'" in out and "boxes='alpha'" in out and "frame 0:" in out
+    assert "Detector(game='pong'" in out and "box_readout='alpha'" in out and "frame 0:" in out
     assert main(["detect", "--pretrained", "pong", "--run", "results/pong/seed0"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
 

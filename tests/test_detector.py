@@ -41,7 +41,7 @@ def classifier(io):
 
 @pytest.fixture(scope="module")
 def model():
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     torch.set_num_threads(2)
     return load_checkpoint(FIXTURE / "checkpoint.pth")
@@ -122,7 +122,7 @@ def test_fast_path_equals_model_infer(model, classifier, io):
         full = model.infer(x)
     np.testing.assert_allclose(prob, full["z_pres_prob"].numpy(), atol=1e-6)
     np.testing.assert_allclose(z_what, full["z_what"].numpy()[b, c], atol=1e-4)
-    from spacemoc.detector import cells_to_boxes
+    from spacemoc.geometry import z_where_to_corners as cells_to_boxes
 
     np.testing.assert_allclose(boxes, cells_to_boxes(full["z_where"].numpy()[b, c]), atol=1e-6)
 
@@ -184,7 +184,7 @@ def test_load_reference_layout_without_classifier(tmp_path, classifier):
 
 @needs_fixture
 def test_load_run_folder(tmp_path, model, classifier, io):
-    from spacemoc.model import save_checkpoint
+    from spacemoc.models import save_checkpoint
 
     save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=PONG.labels, step=0)
     with pytest.raises(ValueError, match="no classifier for game 'pong'.*classifier.npz"):
@@ -363,8 +363,8 @@ def test_cuda_matches_cpu(model, classifier, io):
 
 
 def test_batched_glimpses_equal_per_glimpse_sampling():
-    from spacemoc.detector import _glimpses
-    from spacemoc.model.glimpse import extract_glimpses_at
+    from spacemoc.models.space.glimpse import extract_glimpses_at
+    from spacemoc.models.space.glimpse import glimpses_of_cells as _glimpses
 
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(5, 3, 128, 128, generator=gen)
@@ -372,7 +372,7 @@ def test_batched_glimpses_equal_per_glimpse_sampling():
     where = torch.rand(6, 4, generator=gen) * torch.tensor([0.5, 0.5, 2, 2]) - torch.tensor(
         [0, 0, 1, 1]
     )
-    ours = _glimpses(images, b_idx, where, 32)
+    ours = _glimpses(images, torch.from_numpy(b_idx), where, 32)
     assert torch.equal(ours, extract_glimpses_at(images, torch.from_numpy(b_idx), where, 32))
 
 
@@ -390,7 +390,7 @@ def test_detector_resize_is_the_training_resize():
 @needs_fixture
 def test_cli_detect(tmp_path, model, classifier, capsys):
     from spacemoc.cli import main
-    from spacemoc.model import save_checkpoint
+    from spacemoc.models import save_checkpoint
 
     save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=PONG.labels, step=0)
     classifier.save(tmp_path / "classifier.npz")

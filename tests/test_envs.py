@@ -105,7 +105,7 @@ def test_wrapping_ocatari_with_the_fixture_detector():
 
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.games import get_game
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     torch.set_num_threads(2)
     io = np.load(FIXTURE / "io.npz")
@@ -138,7 +138,7 @@ def test_example_agent_runs_on_both_sources(tmp_path):
 
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.games import get_game
-    from spacemoc.model import load_checkpoint, save_checkpoint
+    from spacemoc.models import load_checkpoint, save_checkpoint
 
     labels = get_game("pong").labels
     model = load_checkpoint(FIXTURE / "checkpoint.pth")

@@ -101,8 +101,8 @@ class FakeModel:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     """validation + test data, fake model file, latents of both and a trained classifier."""
-    from spacemoc.classifier import train_classifier
     from spacemoc.latents import compute_latents
+    from spacemoc.stages.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("eval")
     model_path = root / "model.pt"
@@ -308,14 +308,15 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     import torch
 
     from spacemoc.latents import compute_latents, load_latents
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     torch.manual_seed(0)
     model = Space(SpaceConfig(G=4))
     path = save_checkpoint(tmp_path / "model.pt", model, game="pong",
                            labels=list(get_game("pong").labels), step=3)  # fmt: skip
     data = make_dataset(tmp_path / "test.h5", n=2)
-    out = compute_latents(path, data, tmp_path / "latents.h5", device="cpu", threads=1)
+    out = compute_latents(path, data, tmp_path / "latents.h5", device="cpu")
     lat = load_latents(out, game="pong", model_path=path, data_path=data)
     assert lat.z_pres_prob.shape == (2, 2, 16)
     assert lat.z_what.shape[:3] == (2, 2, 16) and lat.attrs["model_step"] == 3
@@ -330,7 +331,7 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     save_checkpoint(path, model, game="pong", labels=list(get_game("pong").labels), step=3)
     runs = {
         boxes: load_latents(
-            compute_latents(path, data, tmp_path / f"{boxes}.h5", threads=1, boxes=boxes)
+            compute_latents(path, data, tmp_path / f"{boxes}.h5", box_readout=boxes)
         )
         for boxes in ("glimpse", "alpha")
     }
@@ -340,7 +341,7 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     np.testing.assert_array_equal(alpha.z_where[~alpha.present], glimpse.z_where[~alpha.present])
     assert not np.allclose(alpha.z_where[alpha.present], glimpse.z_where[alpha.present])
     with pytest.raises(ValueError, match="unknown box readout"):
-        compute_latents(path, data, tmp_path / "bad.h5", boxes="tight")
+        compute_latents(path, data, tmp_path / "bad.h5", box_readout="tight")
 
 
 def test_command_line(stage, tmp_path, capsys):

@@ -272,7 +272,7 @@ def test_every_config_problem_is_reported_at_once():
 
 def test_cuda_device_without_cuda_is_named(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="train.device: 'cuda' but this machine has no CUDA"):
+    with pytest.raises(ValueError, match="train.device: device 'cuda' requested but CUDA is not"):
         validate_config({"train": {"device": "cuda"}}, check_device=True)
 
 
@@ -302,7 +302,7 @@ def test_workflow_refuses_cuda_without_cuda_before_any_job(tmp_path):
     result = run_snakemake(tmp_path, "--cores", "1", "--", "results/pong/data/test.h5",
                            config=config, check=False)  # fmt: skip
     assert result.returncode != 0
-    assert "train.device: 'cuda' but this machine has no CUDA" in result.stderr
+    assert "train.device: device 'cuda' requested but CUDA is not available" in result.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -327,7 +327,8 @@ def test_diverging_weights_stop_training_without_a_model(pong_a, tmp_path):
 
 
 def test_a_non_finite_model_is_never_written(tmp_path):
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     model = Space(SpaceConfig(G=8))
     with torch.no_grad():
@@ -352,7 +353,7 @@ def _readers():
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.data import AtariDataset, read_table
     from spacemoc.latents import load_latents
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     return {
         "dataset": lambda p: AtariDataset(p),
@@ -421,7 +422,8 @@ def test_dataset_on_a_full_disk_says_so_and_keeps_the_previous_file(data_dir, tm
 
 
 def test_checkpoint_on_a_full_disk_says_so(tmp_path):
-    from spacemoc.model import Space, SpaceConfig, save_checkpoint
+    from spacemoc.models import save_checkpoint
+    from spacemoc.models.space import Space, SpaceConfig
 
     with small_disk(tmp_path, "512k") as disk:
         with pytest.raises(OSError, match="no space left on device while writing .*step_1.pt"):

@@ -45,3 +45,11 @@ def test_get_game_normalises_and_rejects():
 def test_check_split_names_valid_splits():
     with pytest.raises(ValueError, match="valid splits: train, validation, test"):
         check_split("val")
+
+
+def test_the_config_schema_lists_exactly_the_game_table():
+    """The schema's `games` enum is written out (a JSON schema cannot import GAMES): it must be
+    the game table, in the table's order, so neither can gain or lose a game alone."""
+    from spacemoc.config import schema_property
+
+    assert schema_property("games")["items"]["enum"] == list(GAMES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spacemoc.model.moc import (
+from spacemoc.models.space.moc import (
     DynamicScheduler,
     LinearScheduler,
     MocConfig,
@@ -292,3 +292,8 @@ def test_moc_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown MocConfig key.*motion_wieght"):
         MocConfig.from_dict({"motion_wieght": 1.0})
     assert MocConfig.from_dict(MocConfig().to_dict()) == MocConfig()
+
+
+def test_a_stored_moc_config_with_the_retired_motion_kind_still_loads():
+    stored = {**MocConfig().to_dict(), "motion_kind": "mode"}  # checkpoints of before issue 17
+    assert MocConfig.from_dict(stored) == MocConfig()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spacemoc.model import Space, SpaceConfig, linear_annealing
-from spacemoc.model.glimpse import composite_dense, composite_windowed, extract_glimpses
+from spacemoc.models.space import Space, SpaceConfig, linear_annealing
+from spacemoc.models.space.glimpse import composite_dense, composite_windowed, extract_glimpses
 
 
 def _images(b=2, t=2, seed=0):
@@ -202,7 +202,7 @@ def test_variants_run(cfg):
 
 
 def test_recompute_gives_the_same_gradients(monkeypatch):
-    import spacemoc.model.fg as fg
+    import spacemoc.models.space.fg as fg
 
     monkeypatch.setattr(fg, "RECOMPUTE_CELLS", 12)  # 32 cells: chunks of 12, 12 and 8
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spacemoc.model import Space, SpaceConfig, load_checkpoint, save_checkpoint
+from spacemoc.models import load_checkpoint, save_checkpoint
+from spacemoc.models.space import Space, SpaceConfig
 
 
 def test_reference_fixture_reproduces_inference(compat_fixture):
@@ -158,3 +159,21 @@ def test_foreground_only_checkpoint(tmp_path):
     torch.save(raw, tmp_path / "cut.pt")
     with pytest.raises(ValueError, match="missing keys: bg_module"):
         load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_checkpoints_record_their_family_and_older_files_are_space(tmp_path):
+    from spacemoc.models import FAMILIES
+
+    assert FAMILIES["space"].model is Space
+    model = Space(SpaceConfig(G=4))
+    path = save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=None, step=1)
+    raw = torch.load(path, weights_only=True)
+    assert raw["family"] == "space"
+    del raw["family"]  # a file written before families existed
+    raw["model_config"]["compositing"] = "windowed"
+    torch.save(raw, tmp_path / "old.pt")
+    assert isinstance(load_checkpoint(tmp_path / "old.pt"), Space)
+    raw["family"] = "slots"
+    torch.save(raw, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="unknown model family 'slots'; known: space"):
+        load_checkpoint(tmp_path / "unknown.pt")

@@ -19,7 +19,8 @@ import spacemoc
 from spacemoc import Detector
 from spacemoc.data.env import RandomAgent, make_env, random_steps, reset
 from spacemoc.data.rollout import WARMUP_STEPS, runs
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
+from spacemoc.games import get_game
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
 from spacemoc.metrics import detection_scores, greedy_match, misalignment_matrix, relevant_subset
 
 PRETRAINED = Path(spacemoc.__file__).parent / "pretrained"

@@ -240,7 +240,7 @@ def test_cli_track_with_a_real_detector(tmp_path, compat_fixture, capsys):
     from spacemoc.classifier import ZWhatClassifier
     from spacemoc.cli import main
     from spacemoc.games import get_game
-    from spacemoc.model import load_checkpoint, save_checkpoint
+    from spacemoc.models import load_checkpoint, save_checkpoint
 
     labels = get_game("pong").labels
     model = load_checkpoint(compat_fixture / "checkpoint.pth")

@@ -119,7 +119,7 @@ def test_build_configs_rejects_unknown_keys_and_games():
 def test_train_writes_model_checkpoints_curves_and_tensorboard(pong_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from spacemoc.model import load_checkpoint
+    from spacemoc.models import load_checkpoint
 
     out = tmp_path / "seed0"
     path = train(pong_data, out, game="pong", config=config(), seed=0, device="cpu")
@@ -304,9 +304,10 @@ def test_bfloat16_training_step_matches_float32(pong_data):
     """Mixed precision: same loss within bfloat16's ~3 digits, finite gradients everywhere,
     float32 weights (resuming with another precision: test_resume_refuses_...)."""
     from spacemoc.data import AtariDataset, collate
-    from spacemoc.model import Space
-    from spacemoc.model.moc import MocLoss
-    from spacemoc.train import make_optimizers, seed_everything, training_step
+    from spacemoc.models.space import Space
+    from spacemoc.models.space.moc import MocLoss
+    from spacemoc.models.space.training import make_optimizers, training_step
+    from spacemoc.train import seed_everything
 
     space_cfg, moc_cfg = build_configs("pong", config())
     batch = collate([AtariDataset(pong_data, grid_size=space_cfg.G)[i] for i in range(2)])

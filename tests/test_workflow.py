@@ -68,10 +68,10 @@ def test_exported_detector_folder_detects_like_the_run(tiny_run):
 
     frames = np.random.default_rng(0).integers(0, 256, (3, 210, 160, 3), dtype=np.uint8)
     exported_detector = Detector.load(folder, threshold=0.01, hud=True)
-    assert exported_detector.boxes == config["eval"]["boxes"]  # the readout eval.csv used
+    assert exported_detector.box_readout == config["eval"]["boxes"]  # the readout eval.csv used
     exported = exported_detector.detect_batch(frames)
     original = Detector.load(
-        run, threshold=0.01, hud=True, boxes=config["eval"]["boxes"]
+        run, threshold=0.01, hud=True, box_readout=config["eval"]["boxes"]
     ).detect_batch(frames)
     assert exported == original and sum(map(len, original)) > 0
 

@@ -79,21 +79,21 @@ def register(subparsers) -> None:
 
 
 def _boxes_kwargs(args) -> dict:
-    return {} if args.boxes is None else {"boxes": args.boxes}
+    return {} if args.boxes is None else {"box_readout": args.boxes}
 
 
 def _detect(args) -> int:
     """Step a live env with random actions and print (optionally draw) the detections."""
     import numpy as np
-    import torch
 
     from spacemoc.detector import Detector
+    from spacemoc.devices import set_threads
     from spacemoc.envs import make_env
     from spacemoc.tracking import Tracker
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     det = Detector.load(
         run_path(args),
         device=args.device,
@@ -158,7 +158,10 @@ def draw_detections(frames, detections, path, scale: int = 3) -> Path:
 
 def _tracking(args) -> int:
     """Run detector + tracker over the tracking split and score it with motmetrics."""
+    from spacemoc.devices import set_threads
     from spacemoc.tracking import evaluate_tracking, ground_truth_tracking, write_metrics_csv
+
+    set_threads(args.threads)
 
     tracker = dict(
         max_missed=args.max_missed,
@@ -182,9 +185,8 @@ def _tracking(args) -> int:
         args.out,
         classifier=args.classifier,
         device=args.device,
-        threads=args.threads,
         max_sequences=args.sequences,
-        boxes=args.boxes,
+        box_readout=args.boxes,
         **tracker,
     )
     print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

@@ -136,8 +136,10 @@ def register(subparsers) -> None:
 def _latents(args) -> None:
     """Run a trained model deterministically over every frame of a split and store, per cell,
     z_pres_prob, z_where, z_what and the label of the ground-truth object it matches (-1: none)."""
+    from spacemoc.devices import set_threads
     from spacemoc.latents import compute_latents
 
+    set_threads(args.threads)
     print(
         compute_latents(
             run_checkpoint(args.run),
@@ -145,9 +147,8 @@ def _latents(args) -> None:
             args.out,
             batch_size=args.batch_size,
             device=args.device,
-            threads=args.threads,
             all_cells=args.all_cells,
-            boxes=args.boxes,
+            box_readout=args.boxes,
         )
     )
 
@@ -155,7 +156,7 @@ def _latents(args) -> None:
 def _classifier(args) -> None:
     """Fit the z_what classifier on the relevant objects of validation latents: k-means with
     centroid labelling and 1-NN (nn) or a few-shot ridge classifier (ridge)."""
-    from spacemoc.classifier import train_classifier
+    from spacemoc.stages.classifier import train_classifier
 
     clf = train_classifier(
         args.latents,

@@ -35,6 +35,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from spacemoc.config import load_config
+    from spacemoc.devices import set_threads
     from spacemoc.train import train
 
     overrides: dict = {"train": {}}
@@ -43,6 +44,7 @@ def run(args) -> int:
     if args.batch_size is not None:
         overrides["train"]["batch_size"] = args.batch_size
     config = load_config(args.config, overrides)
+    set_threads(args.threads or config["threads"])
     path = train(
         args.data,
         args.out,
@@ -50,7 +52,6 @@ def run(args) -> int:
         config=config,
         seed=args.seed,
         device=args.device,
-        threads=args.threads,
     )
     print(path)
     return 0

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from spacemoc.atomic import atomic_path
 from spacemoc.data.env import RandomAgent, make_env, random_steps, reset, step
 from spacemoc.files import damaged_file_error
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, get_game
+from spacemoc.games import get_game
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 WARMUP_STEPS = 100
 KEEP_PROBABILITY = 0.25

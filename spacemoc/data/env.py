@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH, Game
+from spacemoc.games import Game
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 # One row per object; x, y, w, h in original 160x210 frame pixels; `label` indexes Game.labels.
 OBJECT_DTYPE = np.dtype(

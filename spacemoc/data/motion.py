@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH, boxes_to_z_where
 
 MOTION_KINDS = ("mode", "median", "flow")
 MOTION_SIZE = 128
@@ -236,10 +236,10 @@ def motion_hints(boxes, grid_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         col = int((x + np.floor(w / 2)) // (W / G))
         row, col = min(max(row, 0), G - 1), min(max(col, 0), G - 1)
         cell = row * G + col
-        sx, sy = w / W, h / H
-        if z_pres[cell] == 0 or sx * sy > float(z_where[cell, 0]) * float(z_where[cell, 1]):
+        where = boxes_to_z_where((x, y, w, h))  # [sx, sy, cx, cy]
+        if z_pres[cell] == 0 or where[0] * where[1] > float(z_where[cell, 0]) * float(
+            z_where[cell, 1]
+        ):
             z_pres[cell] = 1.0
-            cx = ((x + w / 2) / W) * 2 - 1
-            cy = ((y + h / 2) / H) * 2 - 1
-            z_where[cell] = (sx, sy, cx, cy)
+            z_where[cell] = where
     return z_pres, z_where

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
-
-IMAGE_SIZE = 128
-
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH, IMAGE_SIZE
 
 CARNIVAL_HEIGHT = 214  # Carnival's screen; its last 4 rows hold no objects and are cropped
 

@@ -24,8 +24,9 @@ from spacemoc.data.env import (
     step,
 )
 from spacemoc.data.motion import ColourScore, motion_boxes, motion_maps, resize_motion
-from spacemoc.data.preprocess import IMAGE_SIZE, preprocess_frames
+from spacemoc.data.preprocess import preprocess_frames
 from spacemoc.games import get_game
+from spacemoc.geometry import IMAGE_SIZE
 
 WARMUP_STEPS = 100 + 50 + 1  # reference: 100 warm-up steps, then 50 + 1 before collecting
 RESET_STEPS = 10 + 1  # after an episode ends

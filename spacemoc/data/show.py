@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from spacemoc.data.writer import split_rows
 from spacemoc.files import open_h5
-from spacemoc.games import FRAME_HEIGHT, FRAME_WIDTH
+from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 SCALE = 3  # frames are drawn at 3x the original 160x210 size (aspect ratio restored)
 GT_COLOUR = (0, 255, 0)

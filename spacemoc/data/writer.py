@@ -15,10 +15,10 @@ from spacemoc.atomic import atomic_h5
 from spacemoc.data.background import load_background
 from spacemoc.data.env import FRAMESKIP, OBJECT_DTYPE
 from spacemoc.data.motion import check_motion_kind
-from spacemoc.data.preprocess import IMAGE_SIZE
 from spacemoc.data.rollout import ChunkTask, chunk_samples, collect_chunk
 from spacemoc.files import open_h5
 from spacemoc.games import DATA_SPLITS, check_split, get_game
+from spacemoc.geometry import IMAGE_SIZE
 from spacemoc.logs import StatusLine
 
 DEFAULT_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "tracking": 3}

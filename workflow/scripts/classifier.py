@@ -1,7 +1,7 @@
-"""Rule `classifier`: unpack Snakemake's arguments and call spacemoc.classifier.train_classifier."""
+"""Rule `classifier`: unpack Snakemake's arguments and call the classifier stage."""
 
-from spacemoc.classifier import train_classifier
 from spacemoc.logs import log_to
+from spacemoc.stages.classifier import train_classifier
 
 with log_to(snakemake.log[0]):
     train_classifier(

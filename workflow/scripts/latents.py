@@ -1,13 +1,14 @@
 """Rule `latents`: unpack Snakemake's arguments and call spacemoc.latents.compute_latents."""
 
+from spacemoc.devices import set_threads
 from spacemoc.latents import compute_latents
 from spacemoc.logs import log_to
 
 with log_to(snakemake.log[0]):
+    set_threads(snakemake.threads)
     compute_latents(
         snakemake.input.model,
         snakemake.input.data,
         snakemake.output[0],
-        threads=snakemake.threads,
-        boxes=snakemake.params.boxes,
+        box_readout=snakemake.params.boxes,
     )

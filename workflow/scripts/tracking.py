@@ -1,16 +1,17 @@
 """Rule `tracking`: unpack Snakemake's arguments and call spacemoc.tracking.evaluate_tracking."""
 
+from spacemoc.devices import set_threads
 from spacemoc.logs import log_to
 from spacemoc.tracking import evaluate_tracking
 
 with log_to(snakemake.log[0]):
+    set_threads(snakemake.threads)
     evaluate_tracking(
         snakemake.input.data,
         snakemake.input.model,
         snakemake.output[0],
         classifier=snakemake.input.classifier,
         device=None,  # CUDA when the job's machine has it, else the CPU
-        threads=snakemake.threads,
-        boxes=snakemake.params.boxes,
+        box_readout=snakemake.params.boxes,
         **snakemake.params.tracker,
     )

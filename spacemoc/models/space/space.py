@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spacemoc.models.readouts import check_box_readout
+
 from .bg import SpaceBg
-from .boxes import ALPHA_THRESHOLD, alpha_extent, check_box_readout
+from .boxes import ALPHA_THRESHOLD, alpha_extent
 from .config import SpaceConfig
 from .fg import SpaceFg
-from .glimpse import extract_glimpses, extract_glimpses_at
+from .glimpse import glimpses_of_cells
 
 END_STEP = 100_000_000  # forward without a step: every annealed value at its end
+ENCODER_CHUNK = 8  # images per image-encoder call in infer
+GLIMPSE_CHUNK = 64  # glimpses per z_what-encoder call in infer
 
 
 class Space(nn.Module):
@@ -21,6 +25,8 @@ class Space(nn.Module):
     "bgr" for imported reference weights: the input channel order the weights expect), ``game``,
     ``labels``, ``step``.
     """
+
+    family = "space"
 
     def __init__(self, config: SpaceConfig | None = None):
         super().__init__()
@@ -40,6 +46,11 @@ class Space(nn.Module):
 
     @property
     def num_cells(self) -> int:
+        return self.config.num_cells
+
+    @property
+    def num_objects(self) -> int:
+        """N, the object slots of ``infer``'s outputs: the G*G cells."""
         return self.config.num_cells
 
     def _flatten_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,49 +119,66 @@ class Space(nn.Module):
         images: torch.Tensor,
         present_only: bool = False,
         threshold: float = 0.5,
-        boxes: str = "glimpse",
+        box_readout: str = "glimpse",
     ) -> dict:
-        """Deterministic posterior means (no background, no sampling), as the reference's wrapper.
+        """Deterministic posterior means per cell (no background, no sampling): the one inference
+        path of latents, the Detector, tracking and export.
 
-        images: float (B, 3, 128, 128) in [0, 1], channels in ``self.channel_order``.
+        images: float (B, 3, 128, 128) in [0, 1], channels in ``self.channel_order`` (any memory
+        layout: channels-last input runs the convolutions in NHWC, faster on CPU).
         Returns z_pres_prob (B, N), z_where (B, N, 4) = [scale_x, scale_y, centre_x, centre_y]
-        (centres in [-1, 1]) and z_what (B, N, D). With ``present_only`` z_what is computed only for
-        cells with z_pres_prob > threshold and is zero elsewhere. ``boxes="alpha"`` replaces the
-        z_where of cells above the threshold by the extent of their decoded alpha
-        (spacemoc.model.boxes); ``z_where_glimpse`` is then the box z_what was encoded from.
+        (centres in [-1, 1]) and z_what (B, N, D), N = G*G, all float32. With ``present_only``
+        z_what is encoded only for cells with z_pres_prob > threshold and is zero elsewhere.
+        ``box_readout="alpha"`` replaces the z_where of cells above the threshold by the extent of
+        their decoded alpha (``spacemoc.models.space.boxes``); ``z_where_glimpse`` is then the box
+        z_what was encoded from.
         """
-        check_box_readout(boxes)
+        check_box_readout(box_readout)
         if images.dim() != 4:
             raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
         x = self._flatten_input(images)
-        fg = self.fg_module
-        post = fg.img_encoder(x)
-        z_pres_prob = torch.sigmoid(post["z_pres_logits"]).squeeze(-1)  # (B, N)
-        z_where = torch.cat(
-            (
-                torch.sigmoid(post["z_scale_loc"]),
-                fg.img_encoder.shift_to_centre(post["z_shift_loc"]),
-            ),
-            dim=-1,
-        )
+        z_pres_prob, z_where = self._encode_cells(x)  # (B,N), (B,N,4)
         B, N = z_pres_prob.shape
-        g = self.config.glimpse_size
         if present_only:
-            present = z_pres_prob > threshold
-            z_what = x.new_zeros(B, N, self.config.z_what_dim)
-            b_idx, n_idx = present.nonzero(as_tuple=True)
-            if b_idx.numel():
-                glimpses = extract_glimpses_at(x[:, :3], b_idx, z_where[b_idx, n_idx], g)
-                z_what[b_idx, n_idx] = fg.z_what_net.mean(glimpses)
+            b_idx, n_idx = (z_pres_prob > threshold).nonzero(as_tuple=True)  # (M,), (M,)
         else:
-            glimpses = extract_glimpses(x[:, :3], z_where, g)
-            z_what = fg.z_what_net.mean(glimpses).view(B, N, -1)
+            b_idx = torch.arange(B, device=x.device).repeat_interleave(N)
+            n_idx = torch.arange(N, device=x.device).repeat(B)
+        z_what = z_pres_prob.new_zeros(B, N, self.config.z_what_dim)
+        codes = self._encode_glimpses(x[:, :3], b_idx, z_where[b_idx, n_idx])  # (M,D)
+        z_what[b_idx, n_idx] = codes.float()
         out = {"z_pres_prob": z_pres_prob, "z_where": z_where, "z_what": z_what}
-        if boxes == "alpha":
-            b_idx, n_idx = (z_pres_prob > threshold).nonzero(as_tuple=True)
+        if box_readout == "alpha":
+            present = z_pres_prob[b_idx, n_idx] > threshold
+            b_idx, n_idx, codes = b_idx[present], n_idx[present], codes[present]
             drawn = z_where.clone()
-            if b_idx.numel():
-                _, alpha = fg.glimpse_dec(z_what[b_idx, n_idx])
-                drawn[b_idx, n_idx] = alpha_extent(z_where[b_idx, n_idx], alpha, ALPHA_THRESHOLD)
+            if len(b_idx):
+                _, alpha = self.fg_module.glimpse_dec(codes)  # (M,1,g,g)
+                drawn[b_idx, n_idx] = alpha_extent(
+                    z_where[b_idx, n_idx], alpha.float(), ALPHA_THRESHOLD
+                )
             out.update(z_where=drawn, z_where_glimpse=z_where)
         return out
+
+    def _encode_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,C,H,W) -> z_pres_prob (B,N), z_where (B,N,4) float32. Chunks of ENCODER_CHUNK
+        images keep the activations in cache (faster per frame than one big batch), and make
+        a frame's values independent of how many frames a caller passes at once."""
+        encoder = self.fg_module.img_encoder
+        probs, wheres = [], []
+        for chunk in x.split(ENCODER_CHUNK):
+            post = encoder(chunk)
+            probs.append(torch.sigmoid(post["z_pres_logits"]).squeeze(-1))  # (b,N)
+            scale = torch.sigmoid(post["z_scale_loc"])  # (b,N,2)
+            wheres.append(torch.cat((scale, encoder.shift_to_centre(post["z_shift_loc"])), -1))
+        return torch.cat(probs).float(), torch.cat(wheres).float()
+
+    def _encode_glimpses(
+        self, images: torch.Tensor, b_idx: torch.Tensor, z_where: torch.Tensor
+    ) -> torch.Tensor:
+        """Posterior mean z_what (M,D) of the glimpses z_where (M,4) of images[b_idx] (b_idx
+        sorted), in chunks of GLIMPSE_CHUNK glimpses."""
+        if len(b_idx) == 0:
+            return images.new_zeros(0, self.config.z_what_dim)
+        glimpses = glimpses_of_cells(images, b_idx, z_where, self.config.glimpse_size)
+        return torch.cat([self.fg_module.z_what_net.mean(g) for g in glimpses.split(GLIMPSE_CHUNK)])

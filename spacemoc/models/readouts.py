@@ -1,10 +1,11 @@
-"""How a detection's box is read off the model: the glimpse box or the extent of the drawn object.
+"""Box readouts: how a detection's box is read off a model, by name.
 
-SPACE's z_where is the box the glimpse is cut from and drawn into; nothing in the loss ties the
-object to the box's centre (the decoder may draw it anywhere inside), so for small objects the
-glimpse box's centre can sit pixels away from the object (Pong's ball, docs/evaluation.md).
-``"alpha"`` reads the box as the bounding box of the glimpse's decoded alpha mask above
-``ALPHA_THRESHOLD``: where the model draws the object. ``"glimpse"`` is the reference's readout.
+``"glimpse"`` (the reference's readout) is the box the model encodes the object from: SPACE's
+z_where, the box its glimpse is cut from. ``"alpha"`` is the box of what the model draws: the
+bounding box of the decoded alpha mask above a threshold. For small objects the two differ by
+pixels (Pong's ball, docs/evaluation.md).
+A family's ``infer(..., box_readout=...)`` offers the readouts it can give
+(``spacemoc.models.space.boxes.alpha_extent`` computes SPACE's alpha boxes).
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ import inspect
 import zipfile
 from pathlib import Path
 
-import torch
-
 BOX_READOUTS = ("glimpse", "alpha")
-ALPHA_THRESHOLD = 0.5
 # The reference's weights were published and scored with their z_where boxes.
 REFERENCE_BOX_READOUT = "glimpse"
 
 
-def check_box_readout(boxes: str) -> str:
-    if boxes not in BOX_READOUTS:
-        raise ValueError(f"unknown box readout {boxes!r}; valid: {', '.join(BOX_READOUTS)}")
-    return boxes
+def check_box_readout(box_readout: str) -> str:
+    if box_readout not in BOX_READOUTS:
+        raise ValueError(f"unknown box readout {box_readout!r}; valid: {', '.join(BOX_READOUTS)}")
+    return box_readout
 
 
 def default_box_readout() -> str:
@@ -78,23 +76,25 @@ def recorded_box_readout(folder: str | Path) -> str | None:
 
 
 def offers_box_readouts(model) -> bool:
-    """Whether ``model.infer`` takes a ``boxes`` argument (else it gives its z_where only)."""
+    """Whether ``model.infer`` takes a ``box_readout`` argument (else it gives its z_where
+    only)."""
     infer = getattr(model, "infer", None)
-    return infer is not None and "boxes" in inspect.signature(infer).parameters
+    return infer is not None and "box_readout" in inspect.signature(infer).parameters
 
 
 def resolve_box_readout(
-    boxes: str | None = None, *, folder=None, model=None, classifier=None
+    box_readout: str | None = None, *, folder=None, model=None, classifier=None
 ) -> str:
-    """The box readout to use: ``boxes`` when given, else the one the run was evaluated with.
+    """The box readout to use: ``box_readout`` when given, else the one the run was evaluated
+    with.
 
-    Without ``boxes``: what ``folder`` records (``recorded_box_readout``), else what the
+    Without it: what ``folder`` records (``recorded_box_readout``), else what the
     classifier records (the latents it was fit on), else ``glimpse`` for the reference's weights
     (channel order BGR) and for a model whose ``infer`` offers no other, else the config schema's
     default. So a run gives by hand the numbers the workflow gave it.
     """
-    if boxes is not None:
-        readout = check_box_readout(boxes)
+    if box_readout is not None:
+        readout = check_box_readout(box_readout)
         if readout != "glimpse" and model is not None and not offers_box_readouts(model):
             raise ValueError(f"this model's infer() has no box readout {readout!r}")
         return readout
@@ -111,30 +111,3 @@ def resolve_box_readout(
         if not offers_box_readouts(model):
             return "glimpse"
     return default_box_readout()
-
-
-def alpha_extent(
-    z_where: torch.Tensor,  # (M,4) [scale_x, scale_y, centre_x, centre_y], centres in [-1, 1]
-    alpha: torch.Tensor,  # (M,1,g,g) decoded glimpse alpha in (0, 1)
-    threshold: float = ALPHA_THRESHOLD,
-) -> torch.Tensor:
-    """The bounding box of ``alpha > threshold`` inside each glimpse, as z_where (M,4).
-
-    Glimpses are sampled with align_corners=True: glimpse pixel j sits at -1 + 2j/(g-1) in box
-    units, so a run of pixels j0..j1 covers half a pixel spacing more on each side. A glimpse
-    with no pixel above the threshold keeps its box.
-    """
-    g = alpha.shape[-1]
-    on = alpha[:, 0] > threshold  # (M,g,g) rows = y, columns = x
-    out = z_where.clone()
-    for axis, dim in ((0, 1), (1, 2)):  # x: any over rows; y: any over columns
-        hit = on.any(dim)  # (M,g)
-        found = hit.any(1)
-        first = hit.float().argmax(1)
-        last = g - 1 - hit.flip(1).float().argmax(1)
-        scale, centre = z_where[:, axis], z_where[:, axis + 2]
-        new_centre = centre + scale * (-1 + (first + last) / (g - 1))
-        new_scale = scale * (last - first + 1) / (g - 1)
-        out[:, axis] = torch.where(found, new_scale, scale)
-        out[:, axis + 2] = torch.where(found, new_centre, centre)
-    return out

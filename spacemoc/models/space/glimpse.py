@@ -75,6 +75,35 @@ def extract_glimpses_at(
     return F.grid_sample(images[batch_index], grid, align_corners=True)
 
 
+def glimpses_of_cells(
+    images: torch.Tensor, batch_index: torch.Tensor, z_where: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Glimpses of selected cells with one grid_sample over the batch (the inference path).
+
+    images (B, C, H, W), batch_index (M,) sorted, z_where (M, 4) of cells of
+    images[batch_index] -> (M, C, size, size). Each image's glimpse grids are stacked along the
+    height and padded to the largest count, so no image is copied per glimpse (as
+    ``extract_glimpses_at`` and the reference do); grid_sample is pointwise in the grid, so the
+    values equal per-glimpse sampling exactly.
+    """
+    B, C = images.shape[:2]
+    M = z_where.shape[0]
+    if M == 0:
+        return images.new_zeros(0, C, size, size)
+    counts = torch.bincount(batch_index, minlength=B)  # (B,)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(M, device=batch_index.device) - starts[batch_index]  # index in its image
+    m_max = int(counts.max())
+    grid = F.affine_grid(glimpse_theta(z_where), [M, C, size, size], align_corners=True)
+    padded = grid.new_zeros(B, m_max, size, size, 2)
+    padded[batch_index, rank] = grid
+    out = F.grid_sample(
+        images, padded.view(B, m_max * size, size, 2), align_corners=True
+    )  # (B, C, m_max*size, size)
+    out = out.view(B, C, m_max, size, size).transpose(1, 2)  # (B, m_max, C, size, size)
+    return out[batch_index, rank]  # (M, C, size, size)
+
+
 def render_dense(
     glimpses: torch.Tensor, z_where: torch.Tensor, height: int, width: int
 ) -> torch.Tensor:
@@ -128,18 +157,6 @@ def _ladder_size(extent, n_pixels):
     sizes = [s for s in WINDOW_LADDER if s < n_pixels] + [n_pixels]
     ladder = torch.tensor(sizes, device=extent.device)
     return ladder[torch.searchsorted(ladder, extent.clamp(max=n_pixels))]
-
-
-def window_sizes(z_where: torch.Tensor, glimpse_size: int, height: int, width: int):
-    """Distinct (window height, window width) pairs and their cell counts for z_where (B, N, 4)."""
-    zw = z_where.detach().reshape(-1, 4)
-    _, ey = window_extents(zw[:, 1], zw[:, 3], glimpse_size, height)
-    _, ex = window_extents(zw[:, 0], zw[:, 2], glimpse_size, width)
-    pairs = torch.stack((_ladder_size(ey, height), _ladder_size(ex, width)), dim=1)
-    keys, counts = pairs.unique(dim=0, return_counts=True)
-    return {
-        (int(a), int(b)): int(c) for (a, b), c in zip(keys.tolist(), counts.tolist(), strict=True)
-    }
 
 
 def window_pixels(z_where: torch.Tensor, glimpse_size: int, height: int, width: int):

@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 
+# Fields of earlier versions that stored configs may still hold: motion_kind was recorded only
+# (the dataset's motion maps are set by data.motion_kind).
+RETIRED = ("motion_kind",)
+
 
 @dataclass
 class MocConfig:
@@ -33,9 +37,6 @@ class MocConfig:
     # The motion map as a 4th input channel of the z_pres head (False in every reference yaml);
     # build_configs passes it on to SpaceConfig.motion_input and the trainer appends the channel.
     motion_input: bool = False
-    motion_kind: str = (
-        "mode"  # recorded only: the dataset's motion maps are set by data.motion_kind
-    )
     motion_loss_weight_z_pres: float = 1000.0
     motion_loss_weight_z_where: float = 10000.0
     motion_loss_weight_alpha: float = 5.0
@@ -60,6 +61,9 @@ class MocConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> MocConfig:
+        """From a dict; keys of earlier versions (``RETIRED``, e.g. in stored checkpoints) are
+        dropped."""
+        values = {k: v for k, v in values.items() if k not in RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

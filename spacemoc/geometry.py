@@ -1,0 +1,76 @@
+"""Frame sizes and box conversions: the one home of the coordinates every stage shares.
+
+Three box forms appear in the project:
+
+* ``z_where`` (..., 4) = [scale_x, scale_y, centre_x, centre_y]: a model's box, scales as
+  fractions of the image side, centres in [-1, 1] (SPACE's convention, spec §2.2);
+* corners (..., 4) = [x_min, y_min, x_max, y_max] in normalised [0, 1] frame coordinates (the
+  unit of the games' relevant areas);
+* pixel boxes (..., 4) = [x, y, w, h] in raw frame pixels (160x210), x, y the top-left corner:
+  the unit of stored ground truth, detections and metrics.
+
+A model sees the whole frame resized to ``IMAGE_SIZE`` squared, so the normalised coordinates of
+a box are the same in the model's image and in the raw frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FRAME_HEIGHT, FRAME_WIDTH = 210, 160  # raw ALE frame
+FRAME_SIZE = (FRAME_WIDTH, FRAME_HEIGHT)  # (width, height): the unit of stored boxes
+FRAME_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, 3)  # a raw RGB frame as OCAtari / ALE give it
+IMAGE_SIZE = 128  # side of the square model input (frames resized with PIL Lanczos)
+
+
+def z_where_to_corners(z_where) -> np.ndarray:
+    """(..., 4) [sx, sy, cx, cy] -> (..., 4) normalised [x_min, y_min, x_max, y_max] (not
+    clipped)."""
+    z_where = np.asarray(z_where, dtype=np.float64)
+    sx, sy, cx, cy = np.moveaxis(z_where, -1, 0)
+    x_c, y_c = (cx + 1) / 2, (cy + 1) / 2
+    return np.stack([x_c - sx / 2, y_c - sy / 2, x_c + sx / 2, y_c + sy / 2], axis=-1)
+
+
+def z_where_to_boxes(z_where, frame_size=FRAME_SIZE) -> np.ndarray:
+    """(..., 4) [sx, sy, cx, cy] -> (..., 4) [x, y, w, h] in frame pixels (not clipped)."""
+    z_where = np.asarray(z_where, dtype=np.float64)
+    width, height = frame_size
+    sx, sy, cx, cy = np.moveaxis(z_where, -1, 0)
+    return np.stack(
+        [
+            ((cx + 1) / 2 - sx / 2) * width,
+            ((cy + 1) / 2 - sy / 2) * height,
+            sx * width,
+            sy * height,
+        ],
+        axis=-1,
+    )
+
+
+def boxes_to_z_where(boxes, frame_size=FRAME_SIZE) -> np.ndarray:
+    """(..., 4) [x, y, w, h] in frame pixels -> (..., 4) [sx, sy, cx, cy], the inverse of
+    ``z_where_to_boxes``."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    width, height = frame_size
+    x, y, w, h = np.moveaxis(boxes, -1, 0)
+    return np.stack(
+        [w / width, h / height, ((x + w / 2) / width) * 2 - 1, ((y + h / 2) / height) * 2 - 1],
+        axis=-1,
+    )
+
+
+def boxes_to_corners(boxes, frame_size=FRAME_SIZE) -> np.ndarray:
+    """(..., 4+) [x, y, w, h, ...] in frame pixels -> (..., 4) normalised corners."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    width, height = frame_size
+    x0, y0 = boxes[..., 0] / width, boxes[..., 1] / height
+    return np.stack([x0, y0, x0 + boxes[..., 2] / width, y0 + boxes[..., 3] / height], axis=-1)
+
+
+def in_relevant_area(game, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
+    """Boolean mask (...,) of pixel boxes (..., 4+) [x, y, w, h, ...] inside ``game``'s relevant
+    area (a ``spacemoc.games.Game``: HUD boxes such as scores and clocks lie outside)."""
+    corners = boxes_to_corners(boxes, frame_size)
+    mask = game.in_relevant_area(*np.moveaxis(corners, -1, 0))
+    return np.broadcast_to(np.asarray(mask, dtype=bool), corners.shape[:-1]).copy()

@@ -1,0 +1,106 @@
+"""The classifier stage: fit the z_what classifier on a latents file and write it.
+
+Reads latents (``spacemoc.latents``) and fits with ``spacemoc.classifier``; living here keeps
+``spacemoc.classifier`` free of file stages (it was the import circle classifier -> latents ->
+metrics -> classifier).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from spacemoc.classifier import (
+    KINDS,
+    ZWhatClassifier,
+    atomic_write,
+    fit_centroid_classifier,
+    fit_ridge_classifier,
+    write_label_csv,
+)
+from spacemoc.games import get_game
+from spacemoc.latents import collect_encodings, load_latents
+
+
+def train_classifier(
+    latents_path: str | Path,
+    out_npz: str | Path,
+    out_joblib: str | Path | None = None,
+    out_labels_csv: str | Path | None = None,
+    kind: str = "nn",
+    seed: int = 0,
+    shots: int = 16,
+    game: str | None = None,
+) -> ZWhatClassifier:
+    """Fit the classifier on the relevant labelled objects of a (validation) latents file."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
+    lat = load_latents(latents_path, game=game)
+    g = get_game(lat.game)
+    enc = collect_encodings(lat, "relevant")
+    z, y = enc["z_what"], enc["label"]
+    if kind == "ridge" and len(np.unique(y)) < 2:
+        warnings.warn(
+            f"{latents_path}: {len(np.unique(y))} relevant label(s) among the detections; ridge "
+            "needs two: fitting the nn classifier instead",
+            stacklevel=2,
+        )
+        kind = "nn"
+    if len(z) == 0:
+        # An untrained or failed model finds nothing: keep the pipeline going with a classifier
+        # that says so ("no_label" for everything) rather than stopping every later stage.
+        warnings.warn(
+            f"{latents_path}: no present cell matches a relevant object; the classifier is "
+            "empty and labels every object no_label",
+            stacklevel=2,
+        )
+        clf = ZWhatClassifier(
+            "nn",
+            g.name,
+            g.labels,
+            centroids=np.zeros((0, lat.z_what.shape[-1])),
+            centroid_labels=np.zeros(0, dtype=np.int64),
+        )
+        clf.box_readout = str(lat.attrs.get("box_readout", ""))
+        _write(clf, out_npz, out_joblib, out_labels_csv)
+        return clf
+    print(
+        f"training a {kind} classifier on {len(z)} relevant objects "
+        f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label)"
+    )
+    if kind == "nn":
+        n_clusters = len(g.relevant_indices)
+        if len(z) < n_clusters:
+            warnings.warn(
+                f"{latents_path}: {len(z)} relevant objects for {n_clusters} clusters: using "
+                f"{len(z)} clusters",
+                stacklevel=2,
+            )
+            n_clusters = len(z)
+        clf = fit_centroid_classifier(
+            z,
+            y,
+            n_clusters,
+            g.relevant_indices,
+            seed=seed,
+            game=g.name,
+            labels=g.labels,
+        )
+    else:
+        clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+    clf.box_readout = str(lat.attrs.get("box_readout", ""))
+    _write(clf, out_npz, out_joblib, out_labels_csv)
+    return clf
+
+
+def _write(clf, out_npz, out_joblib, out_labels_csv) -> None:
+    clf.save(out_npz)
+    if out_joblib is not None:
+        import joblib
+
+        est = clf.to_sklearn()
+        atomic_write(out_joblib, lambda tmp: joblib.dump(est, tmp))
+    if out_labels_csv is not None:
+        write_label_csv(clf, out_labels_csv)
