@@ -2,7 +2,7 @@
 checkpoints (docs/design.md, "How to add a model family").
 
     from spacemoc.models import load_checkpoint
-    model = load_checkpoint("results/pong/space_moc/seed0/model.pt")   # any family, or a reference .pth
+    model = load_checkpoint("results/pong/space_moc/seed0/model.pt")  # any family, reference .pth
     out = model.infer(images)   # float (B,3,128,128) in [0,1], in model.channel_order
     # out["z_pres_prob"] (B,N), out["z_where"] (B,N,4), out["z_what"] (B,N,D): N object slots
 """
