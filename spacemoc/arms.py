@@ -44,6 +44,6 @@ def arm_config(config: dict, name: str) -> dict:
     """``config`` as arm ``name`` trains: the arm's overrides merged over ``model``."""
     settings = arm_settings(config, name)
     out = copy.deepcopy(config)
-    overrides = {part: settings[part] for part in ("space", "moc") if part in settings}
+    overrides = {part: settings[part] for part in ("family", "space", "moc") if part in settings}
     out["model"] = merge(out.get("model", {}), overrides)
     return out
