@@ -303,6 +303,37 @@ def _is_ocatari(env) -> bool:
     return not isinstance(env, gym.Env) and hasattr(env, "_env") and hasattr(env, "objects")
 
 
+def _track_and_fill(holder, frame, detections) -> None:
+    """Track `detections` of `frame`; fill `holder`'s `tracked_objects` and `objects` (its slots).
+
+    `holder` has `tracker`, `slots`, `use_slots` and `_last_xy`: a `DetectedObjects` or one env of a
+    `DetectedObjectsVector`."""
+    holder.frame = frame
+    holder.detections = detections
+    tracks = holder.tracker.update(holder.detections)
+    objects, last = [], {}
+    for t in tracks:
+        obj = DetectedObject(
+            t.label,
+            t.x,
+            t.y,
+            t.w,
+            t.h,
+            prev_xy=holder._last_xy.get(t.id),
+            id=t.id,
+            score=t.score,
+        )
+        obj.rgb = box_rgb(frame, *obj.xywh)  # the colour of the box the agent sees
+        objects.append(obj)
+        last[t.id] = obj.xy
+    # An object missed for a frame keeps its last position as prev_xy when it returns;
+    # positions of tracks the tracker forgot are dropped.
+    alive = {t.id for t in holder.tracker.tracks} | {t.id for t in holder.tracker.lost}
+    holder._last_xy = {k: v for k, v in {**holder._last_xy, **last}.items() if k in alive}
+    holder.tracked_objects = objects
+    holder.objects = holder.slots.assign(objects, alive) if holder.use_slots else objects
+
+
 class DetectedObjects(gym.Wrapper):
     """OCAtari's object interface from detector + tracker, on an ALE gymnasium env or OCAtari.
 
@@ -412,31 +443,7 @@ class DetectedObjects(gym.Wrapper):
         self._update(frame, self.detector.detect(frame))
 
     def _update(self, frame, detections) -> None:
-        """Track `detections` of `frame` and fill `objects` (one batched call can feed many)."""
-        self.frame = frame
-        self.detections = detections
-        tracks = self.tracker.update(self.detections)
-        objects, last = [], {}
-        for t in tracks:
-            obj = DetectedObject(
-                t.label,
-                t.x,
-                t.y,
-                t.w,
-                t.h,
-                prev_xy=self._last_xy.get(t.id),
-                id=t.id,
-                score=t.score,
-            )
-            obj.rgb = box_rgb(frame, *obj.xywh)  # the colour of the box the agent sees
-            objects.append(obj)
-            last[t.id] = obj.xy
-        # An object missed for a frame keeps its last position as prev_xy when it returns;
-        # positions of tracks the tracker forgot are dropped.
-        alive = {t.id for t in self.tracker.tracks} | {t.id for t in self.tracker.lost}
-        self._last_xy = {k: v for k, v in {**self._last_xy, **last}.items() if k in alive}
-        self.tracked_objects = objects
-        self.objects = self.slots.assign(objects, alive) if self.use_slots else objects
+        _track_and_fill(self, frame, detections)
 
 
 def make_env(
@@ -460,3 +467,126 @@ def make_env(
     return DetectedObjects(
         gym.make(spec.env_id, **gym_kwargs), detector, tracker, slots=slots, merge_px=merge_px
     )
+
+
+class _EnvObjects:
+    """The object state of one env of a `DetectedObjectsVector` (as `DetectedObjects` keeps it)."""
+
+    def __init__(self, tracker: Tracker, slots: ObjectSlots, use_slots: bool):
+        self.tracker, self.slots, self.use_slots = tracker, slots, use_slots
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self.slots.reset()
+        self._last_xy: dict[int, tuple[int, int]] = {}
+        self.objects, self.tracked_objects, self.detections, self.frame = [], [], [], None
+
+    @property
+    def ns_state(self) -> list[int]:
+        return [v for o in self.objects for v in o._nsrepr]
+
+
+class DetectedObjectsVector(gym.vector.VectorWrapper):
+    """`DetectedObjects` for a gymnasium vector env of ALE envs: one `detect_batch` call per step
+    for all envs (the detector's batching), one tracker and slot list per env.
+
+    `objects[i]`, `tracked_objects[i]`, `detections[i]` are env i's; `ns_state` is an (envs,
+    length) int array. The envs' frames are read from their ALE screens (a `SyncVectorEnv`), or
+    from the observations when those are raw RGB frames (`obs_type="rgb"`, e.g. an async vector
+    env). Trackers are reset with their env: at `reset()` and when the vector env autoresets it
+    (next-step or same-step mode).
+    """
+
+    def __init__(self, env, detector, tracker_factory=Tracker, *, slots=True, merge_px=3.0):
+        super().__init__(env)
+        from spacemoc.games import get_game
+
+        game = get_game(detector.game)
+        self.detector = detector
+        self.use_slots = bool(slots)
+        self.envs_objects = [
+            _EnvObjects(
+                tracker_factory(),
+                ObjectSlots(game.slots, merge_px=merge_px, ns_meaning=game.ns_meaning),
+                self.use_slots,
+            )
+            for _ in range(self.num_envs)
+        ]
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        self._autoreset = gym.vector.AutoresetMode(mode)
+        self._done = np.zeros(self.num_envs, dtype=bool)
+
+    objects = property(lambda self: [e.objects for e in self.envs_objects])
+    tracked_objects = property(lambda self: [e.tracked_objects for e in self.envs_objects])
+    detections = property(lambda self: [e.detections for e in self.envs_objects])
+
+    @property
+    def ns_state(self) -> np.ndarray:
+        if not self.use_slots:
+            raise AttributeError("ns_state needs the slot layout (slots=True)")
+        return np.array([e.ns_state for e in self.envs_objects], dtype=np.int64)
+
+    def _frames(self, obs) -> np.ndarray:
+        subenvs = getattr(self.env, "envs", None)
+        if subenvs is not None:
+            return np.stack([e.unwrapped.ale.getScreenRGB() for e in subenvs])
+        obs = np.asarray(obs)
+        if obs.shape[1:] != (210, 160, 3):
+            raise ValueError(
+                "the detector needs raw frames: use a SyncVectorEnv or RGB observations, got "
+                f"observations of shape {obs.shape[1:]}"
+            )
+        return obs
+
+    def _observe(self, obs) -> None:
+        frames = self._frames(obs)
+        for e, frame, dets in zip(
+            self.envs_objects, frames, self.detector.detect_batch(frames), strict=True
+        ):
+            _track_and_fill(e, frame, dets)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for e in self.envs_objects:
+            e.reset()
+        self._done[:] = False
+        self._observe(obs)
+        return obs, info
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        done = np.logical_or(terminated, truncated)
+        # next-step mode resets an env one step after it ended; same-step mode at once
+        restarted = self._done if self._autoreset == gym.vector.AutoresetMode.NEXT_STEP else done
+        for i in np.flatnonzero(restarted):
+            self.envs_objects[i].reset()
+        self._done = done
+        self._observe(obs)
+        return obs, reward, terminated, truncated, info
+
+
+def make_vector_env(
+    game: str,
+    detector,
+    num_envs: int,
+    tracker_factory=Tracker,
+    *,
+    slots: bool = True,
+    merge_px: float = 3.0,
+    **gym_kwargs,
+) -> DetectedObjectsVector:
+    """`num_envs` of the game's ALE env in a `SyncVectorEnv`, wrapped with `DetectedObjectsVector`
+    (one batched detection call per step)."""
+    import ale_py
+
+    from spacemoc.games import get_game
+
+    gym.register_envs(ale_py)
+    spec = get_game(game)
+    if detector.game != spec.name:
+        raise ValueError(f"the detector is for {detector.game!r}, not {spec.name!r}")
+    vec = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(spec.env_id, **gym_kwargs) for _ in range(num_envs)]
+    )
+    return DetectedObjectsVector(vec, detector, tracker_factory, slots=slots, merge_px=merge_px)

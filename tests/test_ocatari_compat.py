@@ -250,3 +250,51 @@ def test_slots_can_be_switched_off():
     with pytest.raises(AttributeError, match="slots=True"):
         _ = env.ns_state
     env.close()
+
+
+def test_vector_env_one_batched_call_per_step():
+    """N envs in gymnasium's vector API, one detect_batch call per step, slots per env, trackers
+    reset when the vector env autoresets an env."""
+    from test_detector import ArgmaxClassifier, FakeModel
+
+    from spacemoc.detector import Detector
+    from spacemoc.envs import make_vector_env
+
+    det = Detector(FakeModel(), ArgmaxClassifier(), device="cpu")
+    calls = []
+    batch = det.detect_batch
+    det.detect_batch = lambda frames: calls.append(len(frames)) or batch(frames)
+    env = make_vector_env("pong", det, 3, max_episode_steps=5)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for step in range(1, 8):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert [[o.category for o in objs] for objs in env.objects] == [
+            ["Player", "Ball", "NoObject"]  # the fake model's two objects in Pong's slots
+        ] * 3
+        assert env.ns_state.shape == (3, 6) and len(env.tracked_objects[2]) == 2
+        assert list(truncated) == [step == 5] * 3
+        # next-step autoreset: the step after the episode ended starts a fresh tracker
+        frames_tracked = [e.tracker.frame for e in env.envs_objects]
+        assert frames_tracked == [step + 1 if step < 6 else step - 5] * 3
+    assert calls == [3] * 8  # reset + 7 steps, each one batched call for the 3 envs
+    env.close()
+
+
+def test_vector_env_with_the_shipped_detector():
+    from spacemoc import Detector
+    from spacemoc.envs import make_vector_env
+
+    torch.set_num_threads(1)
+    env = make_vector_env("pong", Detector.pretrained("pong"), 4)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(20):
+        env.step(env.action_space.sample())
+        for objs in env.objects:
+            assert len(objs) == 3
+            for o, c in zip(objs, ("Player", "Ball", "Enemy"), strict=True):
+                assert o.category in (c, "NoObject")
+    assert env.ns_state.shape == (4, 6)
+    assert all(objs[0] for objs in env.objects)  # every env's paddle is seen
+    env.close()
