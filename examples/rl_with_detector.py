@@ -6,8 +6,9 @@ the learned detector: switching is one line (see `make`).
     python examples/rl_with_detector.py --run results/pong/space_moc/seed0 --compare   # both
 
 The agent is a hand-written policy (follow the ball with the paddle), standing in for a trained
-SCoBots-style agent: what matters here is the interface it reads (category, x, y, w, h, center,
-dx, dy of each object), which is the same for both sources.
+SCoBots-style agent: what matters here is the interface it reads, which is the same for both
+sources: OCAtari's fixed object slots (Pong: Player, Ball, Enemy; an empty slot is a falsy
+`NoObject`) with category, x, y, w, h, center, dx, dy of each object.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ def make(args):
 
 def policy(objects) -> int:
     """Move the player's paddle towards the ball, aiming where the ball is going."""
-    player = next((o for o in objects if o.category == "Player"), None)
-    ball = next((o for o in objects if o.category == "Ball"), None)
-    if player is None or ball is None:
+    player, ball = objects[0], objects[1]  # OCAtari's Pong slots: Player, Ball, Enemy
+    if not player or not ball:  # an empty slot (NoObject) is falsy
         return NOOP
     target = ball.center[1] + 2 * ball.dy  # a little ahead of the ball
     if target < player.center[1] - 4:

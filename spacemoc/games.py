@@ -6,6 +6,11 @@ lists, and so the label indices stored in datasets and classifiers, depend on it
 reference, so label indices stay compatible with its classifiers. ``relevant`` are the moving game
 objects (OCAtari's non-HUD classes). Seaquest's ``NoObject`` placeholder label of the reference is
 dropped (spec defect 15): placeholders are never ground truth here.
+
+``slots`` is OCAtari's object-slot layout with ``hud=False`` (its ``MAX_NB_OBJECTS``: class and
+maximum number per class, in the order of ``env.objects``); ``spacemoc.envs`` fills the same slots
+from the detector. ``ns_meaning`` names the classes whose ``ns_state`` entry is not the position
+(OCAtari's ``_ns_meaning`` of that class); every other class contributes ``POSITION`` (x, y).
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ class Game:
     min_y_max: float | None = None
     space_overrides: dict[str, Any] = field(default_factory=dict)  # SpaceConfig fields
     moc_overrides: dict[str, Any] = field(default_factory=dict)  # MocConfig fields
+    # OCAtari's slot layout (hud=False): (class, maximum number), in env.objects order.
+    slots: tuple[tuple[str, int], ...] = ()
+    # class -> its ns_state fields where they are not ("POSITION",), as OCAtari's _ns_meaning
+    ns_meaning: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def max_objects(self) -> dict[str, int]:
+        """OCAtari's ``MAX_NB_OBJECTS`` (hud=False): class -> number of slots, in slot order."""
+        return dict(self.slots)
 
     @property
     def relevant_indices(self) -> tuple[int, ...]:
@@ -74,6 +88,7 @@ GAMES: dict[str, Game] = {
             # 15x the reference's object-continuity weight: pulls a paddle half hidden behind
             # the top or bottom wall towards the whole paddle's encoding (docs/train.md)
             moc_overrides={"motion_underestimating": 1.5, "area_object_weight": 150.0},
+            slots=(("Player", 1), ("Ball", 1), ("Enemy", 1)),
         ),
         _game(
             "boxing",
@@ -82,6 +97,7 @@ GAMES: dict[str, Game] = {
             ["Clock", "EnemyScore", "PlayerScore"],
             (0.21875, 0.18571, 0.79375, 0.82381),
             space_overrides=_BIG_OBJECTS,
+            slots=(("Player", 1), ("Enemy", 1)),
         ),
         _game(
             "skiing",
@@ -90,6 +106,8 @@ GAMES: dict[str, Game] = {
             ["Clock", "Score"],
             (-0.05, 0.13333, 1.05, 0.86190),
             space_overrides=_BIG_OBJECTS,
+            slots=(("Player", 1), ("Tree", 4), ("Mogul", 3), ("Flag", 4)),
+            ns_meaning={"Player": ("POSITION", "ORIENTATION")},
         ),
         _game(
             "asterix",
@@ -98,6 +116,7 @@ GAMES: dict[str, Game] = {
             ["Lives", "Score"],
             (-0.05, -0.05, 1.05, 0.71429),
             space_overrides=_BIG_OBJECTS,
+            slots=(("Player", 1), ("Reward", 8), ("Enemy", 8), ("Consumable", 8)),
         ),
         _game(
             "freeway",
@@ -106,6 +125,7 @@ GAMES: dict[str, Game] = {
             ["Score"],
             (-0.05, 0.08, 1.05, 1.05),
             space_overrides=_BIG_OBJECTS,
+            slots=(("Chicken", 2), ("Car", 10)),
         ),
         _game(
             "kangaroo",
@@ -124,6 +144,17 @@ GAMES: dict[str, Game] = {
             ["Lives", "Score", "Time"],
             (-0.05, -0.05, 1.05, 0.91),
             space_overrides=_BIG_OBJECTS,
+            slots=(
+                ("Player", 1),
+                ("Child", 1),
+                ("Monkey", 4),
+                ("FallingCoconut", 1),
+                ("ThrownCoconut", 3),
+                ("Fruit", 3),
+                ("Bell", 1),
+                ("Ladder", 6),
+                ("Platform", 20),
+            ),
         ),
         _game(
             "seaquest",
@@ -142,6 +173,18 @@ GAMES: dict[str, Game] = {
             ["Lives", "OxygenBarDepleted", "PlayerScore"],
             (-0.05, 0.21905, 1.10, 0.74),
             space_overrides=_BIG_OBJECTS,
+            slots=(
+                ("Player", 1),
+                ("Shark", 12),
+                ("Submarine", 12),
+                ("Diver", 4),
+                ("EnemyMissile", 4),
+                ("SurfaceSubmarine", 1),
+                ("PlayerMissile", 1),
+                ("OxygenBar", 1),
+                ("CollectedDiver", 6),
+            ),
+            ns_meaning={"OxygenBar": ("WIDTH",)},
         ),
         _game(
             "bowling",
@@ -155,6 +198,7 @@ GAMES: dict[str, Game] = {
                 "fix_alpha_steps": 15000,
                 "fix_alpha_value": 0.01,
             },
+            slots=(("Player", 1), ("Ball", 1), ("Pin", 10)),
         ),
         _game(
             "tennis",
@@ -163,6 +207,7 @@ GAMES: dict[str, Game] = {
             ["EnemyScore", "PlayerScore"],
             _WIDE,
             min_y_max=0.1,
+            slots=(("Player", 1), ("Enemy", 1), ("Ball", 1), ("BallShadow", 1)),
         ),
         # The reference has no relevant area for the next four games: measured from the extents
         # of the relevant ground-truth boxes over 1024 random-play frames (docs/data.md).
@@ -172,6 +217,7 @@ GAMES: dict[str, Game] = {
             ["Alien", "Bullet", "Player", "Satellite", "Shield"],
             ["Lives", "P1Score", "P2Score"],
             (0.05, 0.05, 1.05, 1.05),
+            slots=(("Player", 1), ("Shield", 3), ("Bullet", 3), ("Satellite", 1), ("Alien", 36)),
         ),
         _game(
             "mspacman",
@@ -179,6 +225,7 @@ GAMES: dict[str, Game] = {
             ["Fruit", "Ghost", "Pill", "Player", "PowerPill"],
             ["Life", "Score"],
             (0.03, -0.05, 0.97, 0.81),
+            slots=(("Player", 1), ("Ghost", 4), ("Fruit", 1), ("PowerPill", 4), ("Pill", 252)),
         ),
         _game(
             "carnival",
@@ -195,6 +242,16 @@ GAMES: dict[str, Game] = {
             ],
             ["AmmoBar", "BonusSign", "BonusValue", "PlayerScore"],
             (-0.05, 0.07, 1.05, 0.95),
+            slots=(
+                ("Player", 1),
+                ("PlayerMissile", 1),
+                ("Rabbit", 6),
+                ("Duck", 5),
+                ("ExtraBullets", 4),
+                ("Owl", 3),
+                ("Wheel", 1),
+                ("FlyingDuck", 6),
+            ),
         ),
         _game(
             "riverraid",
@@ -211,6 +268,16 @@ GAMES: dict[str, Game] = {
             ],
             ["Lives", "PlayerScore"],
             (0.04, -0.05, 1.05, 0.78),
+            slots=(
+                ("Player", 1),
+                ("PlayerMissile", 1),
+                ("FuelDepot", 4),
+                ("Tanker", 4),
+                ("Helicopter", 4),
+                ("House", 4),
+                ("Jet", 4),
+                ("Bridge", 1),
+            ),
         ),
     ]
 }

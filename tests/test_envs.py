@@ -37,9 +37,13 @@ def test_wrapper_runs_a_real_env_for_hundreds_of_steps():
     for step in range(300):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert isinstance(terminated, bool) and isinstance(truncated, bool)
-        objs = env.objects
+        objs = env.tracked_objects  # every tracked object, no placeholders
         assert [o.category for o in objs] == ["Ball", "Enemy"]
         ball, enemy = objs
+        # OCAtari's Pong slots: Player (empty here), Ball, Enemy
+        assert [o.category for o in env.objects] == ["NoObject", "Ball", "Enemy"]
+        assert not env.objects[0] and env.objects[1] is ball and env.objects[2] is enemy
+        assert env.ns_state == [0, 0, ball.x, ball.y, enemy.x, enemy.y]
         assert ball.id == 0 and (ball.dx, ball.dy) == (0, 0)  # a still object keeps its id
         wrapped = (step + 1) % 20 == 0  # the moving one jumps back 38 px every 20 frames
         if not wrapped:
@@ -78,7 +82,7 @@ def test_grayscale_observations_still_give_rgb_objects():
     env = make_env("pong", det, obs_type="grayscale")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (210, 160)
-    assert env.frame.shape == (210, 160, 3) and len(env.objects) == 2
+    assert env.frame.shape == (210, 160, 3) and len(env.tracked_objects) == 2
     env.close()
 
 
@@ -125,9 +129,11 @@ def test_wrapping_ocatari_with_the_fixture_detector():
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
     assert obs.shape == (210, 160, 3)
     np.testing.assert_array_equal(env.frame, obs)
-    assert env.objects and {o.category for o in env.objects} <= {"Ball", "Enemy", "Player"}
+    tracked = {o.category for o in env.tracked_objects}
+    assert tracked and tracked <= {"Ball", "Enemy", "Player"}
     assert "Player" in {o.category for o in env.ram_objects}  # RAM extraction kept
-    assert len(env.detections) >= len(env.objects)
+    assert len(env.detections) >= len(env.tracked_objects)
+    assert len(env.objects) == len(env.ram_objects) == 3
     env.close()
 
 

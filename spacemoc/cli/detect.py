@@ -119,7 +119,7 @@ def _detect(args) -> int:
         drawn.append(dets)
         print(f"frame {i}: {len(dets)} objects")
         if args.track:
-            for obj in env.objects:
+            for obj in env.tracked_objects:
                 print(f"  {obj!r}")
         else:
             for d in dets:
