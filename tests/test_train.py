@@ -259,7 +259,7 @@ def test_loss_and_motion_loss_fall_on_real_data(pong_data_t4, tmp_path):
 def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     """Ctrl-C during `train`: Snakemake removes the outputs but keeps checkpoints; a rerun
     continues from the last one."""
-    STEPS = 30  # noqa: N806
+    STEPS = 60  # noqa: N806
     # the inputs exist, background first so that the dataset is not older than its input
     for name in ("background.png", "background.npy"):
         (tmp_path / "results/pong").mkdir(parents=True, exist_ok=True)
@@ -283,7 +283,7 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not list_checkpoints(run / "checkpoints"):
         assert proc.poll() is None, (tmp_path / "first_run.txt").read_text()[-3000:]
-        time.sleep(0.5)
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
     output.close()
