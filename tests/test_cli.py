@@ -286,3 +286,12 @@ def test_the_background_command_records_the_game(tmp_path):
     out = tmp_path / "background.png"
     assert main(["background", "--game", "Pong", "--out", str(out), "--frames", "2"]) == 0
     assert background_game(out.with_suffix(".npy")) == "pong"
+
+
+def test_train_names_an_unknown_arm(tmp_path, capsys):
+    from spacemoc.cli import main
+
+    args = ["train", "--data", str(tmp_path / "x.h5"), "--out", str(tmp_path), "--arm", "spacex"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown model arm 'spacex'; known arms: space, space_m, space_moc" in err

@@ -26,6 +26,11 @@ def register(subparsers) -> None:
         "--seed", type=non_negative_int, default=0, help="training seed (default 0)"
     )
     parser.add_argument("--config", help="config YAML (default: built-in defaults)")
+    parser.add_argument(
+        "--arm",
+        help="model arm to train, as the workflow does for results/<game>/<arm>/ (built in: space, "
+        "space_m, space_moc; or an arm of --config); default: the config's model section as is",
+    )
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     add_device(parser, help="auto (default: train.device), cpu, cuda or cuda:N")
@@ -44,6 +49,10 @@ def run(args) -> int:
     if args.batch_size is not None:
         overrides["train"]["batch_size"] = args.batch_size
     config = load_config(args.config, overrides)
+    if args.arm is not None:
+        from spacemoc.arms import arm_config
+
+        config = arm_config(config, args.arm)
     set_threads(args.threads or config["threads"])
     path = train(
         args.data,
