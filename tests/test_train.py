@@ -287,7 +287,8 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
     output.close()
-    assert not (run / "model.pt").exists()
+    inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    assert not (run / "model.pt").exists(), f"SIGINT handler and blocked signals: {inherited}"
     kept = list_checkpoints(run / "checkpoints")
     assert kept and kept[-1][0] < STEPS
 
