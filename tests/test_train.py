@@ -279,7 +279,12 @@ def test_killed_snakemake_run_resumes_from_its_checkpoint(pong_data, tmp_path):
         "--cores", "2", "--resources", "gpu=1", "--", "results/pong/space_moc/seed0/model.pt",
     ]  # fmt: skip
     output = open(tmp_path / "first_run.txt", "w")
-    proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    # Ctrl-C from a shell: SIGINT at its default in the run (a library used earlier in the test
+    # session can leave SIGINT ignored in this process, and children inherit an ignored signal)
+    proc = subprocess.Popen(
+        cmd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and not list_checkpoints(run / "checkpoints"):
         assert proc.poll() is None, (tmp_path / "first_run.txt").read_text()[-3000:]
