@@ -178,9 +178,10 @@ def canonical(value):
 TRAIN_RUN_SETTINGS = ("checkpoint_every", "log_every", "image_every", "device", "compositing")
 
 
-def dataset_arguments(config: dict, split: str) -> dict:
+def dataset_arguments(config: dict, split: str, **overrides) -> dict:
     """make_dataset keyword arguments for ``split`` of a validated config, without ``workers``
-    (the file does not depend on it); ``config`` records the resolved settings in the file."""
+    (the file does not depend on it); ``overrides`` (e.g. the command line's ``n_samples``) win;
+    ``config`` records the resolved settings in the file."""
     data = config["data"]
     if split == "tracking":
         n, T = data["tracking"]["sequences"], data["tracking"]["length"]
@@ -192,6 +193,7 @@ def dataset_arguments(config: dict, split: str) -> dict:
         "window": data["window"],
         "seed": data["split_seeds"][split],
         "motion_kind": data["motion_kind"],
+        **overrides,
     }
     return {**kwargs, "config": {"data": {"split": split, **kwargs}}}
 

@@ -89,18 +89,11 @@ def _dataset_kwargs(config: dict, split: str, args) -> dict:
     records the resolved values)."""
     from spacemoc.config import dataset_arguments
 
-    kwargs = dataset_arguments(config, split)
-    kwargs["workers"] = config["data"]["workers"]
-    for name, value in (
-        ("n_samples", args.samples),
-        ("motion_kind", args.motion_kind),
-        ("workers", args.workers),
-        ("seed", args.env_seed),
-    ):
-        if value is not None:
-            kwargs[name] = value
-    recorded = {k: kwargs[k] for k in ("n_samples", "T", "window", "seed", "motion_kind")}
-    kwargs["config"] = {"data": {"split": split, **recorded}}
+    given = {"n_samples": args.samples, "motion_kind": args.motion_kind, "seed": args.env_seed}
+    kwargs = dataset_arguments(
+        config, split, **{name: value for name, value in given.items() if value is not None}
+    )
+    kwargs["workers"] = args.workers if args.workers is not None else config["data"]["workers"]
     return kwargs
 
 
