@@ -66,7 +66,8 @@ def setup(data: str, compositing: str, precision: str, batch: int, threads: int)
     from spacemoc.models.space import Space
     from spacemoc.models.space.moc import MocLoss
     from spacemoc.models.space.training import make_optimizers, training_step
-    from spacemoc.train import build_configs, seed_everything
+    from spacemoc.rng import seed_everything
+    from spacemoc.train import build_configs
 
     torch.set_num_threads(threads)
     seed_everything(0)

@@ -175,7 +175,15 @@ def canonical(value):
 
 # train settings that decide where and how visibly training runs, not the weights it reaches
 # (compositing: windowed and dense give the same numbers).
-TRAIN_RUN_SETTINGS = ("checkpoint_every", "log_every", "image_every", "device", "compositing")
+TRAIN_RUN_SETTINGS = (
+    "checkpoint_every",
+    "log_every",
+    "image_every",
+    "eval_every",
+    "eval_samples",
+    "device",
+    "compositing",
+)
 
 
 def dataset_arguments(config: dict, split: str, **overrides) -> dict:

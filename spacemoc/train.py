@@ -23,7 +23,6 @@ The live curves stay in ``logs/`` because Snakemake deletes the outputs of a fai
 from __future__ import annotations
 
 import csv
-import random
 import re
 import shutil
 import time
@@ -40,6 +39,7 @@ from spacemoc.files import h5_fingerprint
 from spacemoc.games import get_game
 from spacemoc.logs import StatusLine
 from spacemoc.models import DEFAULT_FAMILY, get_family
+from spacemoc.rng import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{9})\.pt$")
 KEEP_CHECKPOINTS = 3
@@ -98,50 +98,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
 
 # ----------------------------------------------------------------------------------------------
-# RNG state and checkpoints
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    """Every RNG state as tensors and plain values (loadable with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            np_state["name"],
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached_gaussian"],
-        )
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+# checkpoints
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -238,7 +195,7 @@ class _Curves:
         self.writer = csv.DictWriter(self.handle, fieldnames=self.columns)
 
     def append(self, row: dict) -> None:
-        self.writer.writerow({k: row[k] for k in self.columns})
+        self.writer.writerow({k: row.get(k, "") for k in self.columns})
         self.handle.flush()
 
     def close(self) -> None:
@@ -258,6 +215,7 @@ def train(
     seed: int = 0,
     device: str | None = "auto",
     callback: Callable[[int, dict], None] | None = None,
+    validation_path: str | Path | None = None,
 ) -> Path:
     """Train a model (SPACE+MOC by default) on ``data_path`` (a dataset HDF5 file); return the
     path of ``model.pt``.
@@ -268,13 +226,16 @@ def train(
     "auto" uses ``train.device`` (itself "auto" = CUDA if available, else CPU). Torch's thread
     count is the caller's (``spacemoc.devices.set_threads``). If ``out_dir/checkpoints`` holds
     checkpoints of this configuration, training continues from the newest.
-    ``callback(step, row)`` runs after every step.
+    ``callback(step, row)`` runs after every step. With ``validation_path`` (the validation
+    split) and ``train.eval_every`` > 0, relevant F and cluster-NN accuracy on its first
+    ``train.eval_samples`` samples are measured every ``train.eval_every`` steps and at the end
+    (``spacemoc.validation``), into the curves and TensorBoard; they do not change the weights.
     """
     config = validate_config(config or {})
     train_cfg = config["train"]
     out_dir = Path(out_dir)
     device = resolve_device(train_cfg["device"] if device in (None, "auto") else device)
-    run = _Run(data_path, out_dir, game, config, seed, device)
+    run = _Run(data_path, out_dir, game, config, seed, device, validation_path)
     start = run.resume()
     try:
         run.loop(start, callback)
@@ -286,7 +247,9 @@ def train(
 class _Run:
     """One training run: its data, model, trainer, checkpoints and logs (``train`` drives it)."""
 
-    def __init__(self, data_path, out_dir: Path, game, config: dict, seed: int, device):
+    def __init__(
+        self, data_path, out_dir: Path, game, config: dict, seed: int, device, validation_path
+    ):
         from spacemoc.data import AtariDataset
 
         self.data_path, self.out_dir, self.seed, self.device = data_path, out_dir, seed, device
@@ -314,6 +277,13 @@ class _Run:
         self.model = self.family.model(model_cfg).to(device)
         self.model.train()
         self.trainer = self.family.trainer(self.model, loss_cfg, self.train_cfg)
+        self.probe = None
+        if validation_path is not None and self.train_cfg["eval_every"] > 0:
+            from spacemoc.validation import ValidationProbe
+
+            self.probe = ValidationProbe(
+                validation_path, self.train_cfg["eval_samples"], config["eval"]["boxes"]
+            )
 
     def resume(self) -> int:
         """Load the newest checkpoint of this configuration; the step to start from."""
@@ -352,7 +322,12 @@ class _Run:
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.curves = _Curves(self.log_dir / "train_curves.csv", start, self.trainer.curve_columns)
+        columns = self.trainer.curve_columns
+        if self.probe is not None:
+            from spacemoc.validation import COLUMNS
+
+            columns = (*columns, *COLUMNS)
+        self.curves = _Curves(self.log_dir / "train_curves.csv", start, columns)
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: TensorBoard drops the events a resumed (or restarted) run writes again
@@ -397,7 +372,9 @@ class _Run:
             }
             images = int(np.prod(batch["frames"].shape[:2]))  # B*T
             row = {"step": done, **self.trainer.curve_row(logs, images, timings)}
-            if done % cfg["log_every"] == 0 or done == steps:
+            if self.probe is not None and (done % cfg["eval_every"] == 0 or done == steps):
+                row.update(self._validate(done))
+            if done % cfg["log_every"] == 0 or done == steps or "val_time_s" in row:
                 self.curves.append(row)
                 self.trainer.log_tensorboard(self.writer, done, row, logs)
             if done % cfg["image_every"] == 0 or done == steps:
@@ -416,6 +393,16 @@ class _Run:
             if callback is not None:
                 callback(done, row)
             data_clock = time.perf_counter()
+
+    def _validate(self, done: int) -> dict:
+        values = self.probe.measure(self.model, self.device)
+        for key in ("val_relevant_f", "val_cluster_nn"):
+            self.writer.add_scalar(f"validation/{key.removeprefix('val_')}", values[key], done)
+        self.progress.write(
+            f"step {done}: validation relevant F {values['val_relevant_f']:.3f}, cluster-NN "
+            f"{values['val_cluster_nn']:.3f} ({values['val_time_s']:.1f} s)"
+        )
+        return values
 
     def _check_finite(self, done: int, logs: dict) -> None:
         loss = logs["loss"]

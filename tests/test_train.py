@@ -313,7 +313,7 @@ def test_bfloat16_training_step_matches_float32(pong_data):
     from spacemoc.models.space import Space
     from spacemoc.models.space.moc import MocLoss
     from spacemoc.models.space.training import make_optimizers, training_step
-    from spacemoc.train import seed_everything
+    from spacemoc.rng import seed_everything
 
     space_cfg, moc_cfg = build_configs("pong", config())
     batch = collate([AtariDataset(pong_data, grid_size=space_cfg.G)[i] for i in range(2)])
@@ -334,3 +334,51 @@ def test_bfloat16_training_step_matches_float32(pong_data):
     (elbo32, moc32), (elbo16, moc16) = losses["float32"], losses["bfloat16"]
     assert elbo16 == pytest.approx(elbo32, rel=0.02)
     assert moc16 == pytest.approx(moc32, rel=0.05, abs=1.0)
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_validation_during_training_is_logged_and_leaves_the_weights_alone(pong_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = config(steps=3, eval_every=2, eval_samples=4)
+    plain = train(pong_data, tmp_path / "plain", game="pong", config=cfg, seed=0, device="cpu")
+    probed = train(
+        pong_data, tmp_path / "probed", game="pong", config=cfg, seed=0, device="cpu",
+        validation_path=pong_data,
+    )  # fmt: skip
+    a, b = params(plain), params(probed)
+    for key in a:  # the probe restores the RNGs and the train mode: the same run
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    rows = {int(r["step"]): r for r in curves(probed.parent / "train_curves.csv")}
+    assert rows[1]["val_relevant_f"] == ""  # measured at eval_every steps and at the end
+    for step in (2, 3):
+        assert 0 <= float(rows[step]["val_relevant_f"]) <= 1
+        assert float(rows[step]["val_time_s"]) > 0
+    assert "val_relevant_f" not in curves(plain.parent / "train_curves.csv")[0]
+    events = EventAccumulator(str(probed.parent / "logs")).Reload()
+    assert {"validation/relevant_f", "validation/cluster_nn"} <= set(events.Tags()["scalars"])
+
+
+def test_validation_scores_are_eval_csvs_on_the_same_frames(pong_data, tmp_path):
+    """The probe's relevant F is the evaluation's, on latents of the same frames and model (the
+    shipped Pong detector, which finds the objects)."""
+    from spacemoc.evaluate import ground_truth
+    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.metrics import detection_scores, relevant_subset
+    from spacemoc.models import load_checkpoint
+    from spacemoc.validation import ValidationProbe
+
+    model_path = REPO / "spacemoc" / "pretrained" / "pong" / "detector.pt"
+    model = load_checkpoint(model_path)
+    values = ValidationProbe(pong_data, 8, "alpha").measure(model, torch.device("cpu"))
+    latents = compute_latents(
+        model_path, pong_data, tmp_path / "latents.h5", device="cpu", box_readout="alpha"
+    )
+    boxes, labels = ground_truth(pong_data)
+    pred, gt, _, _ = relevant_subset(load_latents(latents).predictions(), boxes, labels, "pong")
+    assert values["val_relevant_f"] == pytest.approx(detection_scores(pred, gt)["f_score"])
+    assert values["val_relevant_f"] > 0.8
+    with pytest.raises(ValueError, match="fewer than train.eval_samples"):
+        ValidationProbe(pong_data, samples=9, box_readout="alpha")

@@ -31,6 +31,11 @@ def register(subparsers) -> None:
         help="model arm to train, as the workflow does for results/<game>/<arm>/ (built in: space, "
         "space_m, space_moc; or an arm of --config); default: the config's model section as is",
     )
+    parser.add_argument(
+        "--validation",
+        help="validation split (e.g. results/pong/data/validation.h5): relevant F and cluster-NN "
+        "accuracy every train.eval_every steps, in the curves and TensorBoard",
+    )
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     add_device(parser, help="auto (default: train.device), cpu, cuda or cuda:N")
@@ -61,6 +66,7 @@ def run(args) -> int:
         config=config,
         seed=args.seed,
         device=args.device,
+        validation_path=args.validation,
     )
     print(path)
     return 0

@@ -7,6 +7,12 @@ from spacemoc.config import training_recipe
 rule train:
     input:
         data="results/{game}/data/train.h5",
+        # the in-training validation's subset (train.eval_every; 0: none)
+        validation=branch(
+            config["train"]["eval_every"] > 0,
+            then="results/{game}/data/validation.h5",
+            otherwise=[],
+        ),
     output:
         model="results/{game}/{model}/seed{seed}/model.pt",
         curves="results/{game}/{model}/seed{seed}/train_curves.csv",

@@ -15,4 +15,5 @@ with log_to(snakemake.log[0]):
         game=snakemake.wildcards.game,
         config=arm_config(snakemake.config, snakemake.wildcards.model),
         seed=int(snakemake.wildcards.seed),
+        validation_path=snakemake.input.get("validation") or None,
     )
