@@ -32,7 +32,8 @@ BATCH_SAMPLES = 8  # samples (of T frames) per inference call
 
 
 class ValidationProbe:
-    """The first ``samples`` samples of ``data_path`` (a validation split), kept in memory."""
+    """The first ``samples`` samples of ``data_path`` (a validation split; all of a smaller one),
+    kept in memory."""
 
     def __init__(self, data_path: str | Path, samples: int, box_readout: str):
         from spacemoc.games import get_game
@@ -41,11 +42,7 @@ class ValidationProbe:
         if samples < 2:
             raise ValueError(f"train.eval_samples must be at least 2 (two halves), got {samples}")
         with open_h5(data_path, "dataset") as f:
-            n = f["frames"].shape[0]
-            if n < samples:
-                raise ValueError(
-                    f"{data_path} holds {n} samples, fewer than train.eval_samples={samples}"
-                )
+            samples = min(samples, f["frames"].shape[0])  # a small split: all of it
             self.frames = np.stack([f["frames"][i] for i in range(samples)])  # (S,T,H,W,3)
             self.game = get_game(str(f.attrs["game"]))
         self.objects = read_objects(data_path)[:samples]
