@@ -11,6 +11,10 @@ per step. ``cpu s/frame`` is the process CPU time of a step divided by the frame
 on a machine shared with other jobs it is a lower bound of the wall time the step would take
 alone (equal to ``s/frame`` when every thread is busy all the time and nothing else runs).
 
+``cpu util``: the process CPU seconds per wall second over the timed steps (2.0 = both of two
+threads busy throughout). ``--repeat 3`` runs each variant in three fresh processes and reports
+the median one, with all three s/step.
+
 Memory: each variant runs in its own fresh subprocess. The peak resident set size of that process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read once after the model, optimisers and batch
 are set up (the baseline: interpreter, torch, weights, data) and once after all steps; the
@@ -110,12 +114,19 @@ def child(args) -> None:
                 "s_per_step": statistics.median(times),
                 "s_per_frame": statistics.median(times) / frames,
                 "cpu_s_per_frame": statistics.median(cpu_times) / frames / args.threads,
+                "cpu_utilisation": sum(cpu_times) / sum(times),
                 "peak_mb_per_frame": peak / frames,
                 "baseline_mb": baseline,
                 "steps": times,
             }
         )
     )
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median s/step (the middle one of an odd count), with every run's s/step."""
+    ordered = sorted(runs, key=lambda r: r["s_per_step"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs": [r["s_per_step"] for r in runs]}
 
 
 def profile(args) -> None:
@@ -143,6 +154,9 @@ def main() -> None:
         default=["windowed", "windowed-bf16", "dense"],
         help="compositing, with -bf16 for bfloat16 mixed precision (train.precision)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per variant, each a fresh process (median)"
+    )
     parser.add_argument("--profile", action="store_true", help="profile one step instead")
     parser.add_argument("--variant", default="windowed", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -165,20 +179,26 @@ def main() -> None:
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--batch", str(args.batch), "--threads", str(args.threads),
             ]  # fmt: skip
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs = []
+            for _ in range(args.repeat):
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(median_run(runs))
 
     print(
-        f"training step, batch {args.batch} x T=4, {args.threads} threads, median of {args.steps}"
+        f"training step, batch {args.batch} x T=4, {args.threads} threads, median of "
+        f"{args.steps} steps; median of {args.repeat} processes: "
+        + "; ".join(f"{r['variant']} {[round(x, 3) for x in r['runs']]} s/step" for r in results)
     )
-    header = ("variant", "s/step", "s/frame", "cpu s/frame", "peak MB/frame")
-    print("{:<14} {:>8} {:>8} {:>12} {:>14}".format(*header))
+    header = ("variant", "s/step", "s/frame", "cpu s/frame", "cpu util", "peak MB/frame")
+    print("{:<14} {:>8} {:>8} {:>12} {:>9} {:>14}".format(*header))
     for r in results:
         print(
             f"{r['variant']:<14} {r['s_per_step']:>8.3f} {r['s_per_frame']:>8.3f} "
-            f"{r['cpu_s_per_frame']:>12.3f} {r['peak_mb_per_frame']:>14.1f}"
+            f"{r['cpu_s_per_frame']:>12.3f} {r['cpu_utilisation']:>9.2f} "
+            f"{r['peak_mb_per_frame']:>14.1f}"
         )
     print("reference (issue 3): 1.9 s/frame, 900 MB/frame; target <= 0.4 s, <= 250 MB per frame")
 

@@ -101,8 +101,39 @@ def plot_training_curves(csv_path, path):
         ax.axis("off")
     for ax, column in zip(axes.flat, columns, strict=False):
         ax.axis("on")
-        ax.plot(x, df[column])
+        measured = df[column].notna()  # validation columns: only at train.eval_every steps
+        sparse = measured.sum() < len(df) / 2
+        ax.plot(x[measured], df[column][measured], marker="o" if sparse else None)
         ax.set(title=column, xlabel="step")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"):
+    """Validation relevant F and cluster-NN accuracy (``train.eval_every``) against wall-clock
+    minutes of training, one line per run. ``runs``: name -> train_curves.csv; ``targets``:
+    column -> value, drawn as dashed lines. The clock is the curves' ``elapsed_s`` (one
+    uninterrupted run: a resumed run's clock restarts)."""
+    import pandas as pd
+
+    plt = _pyplot()
+    panels = (("val_relevant_f", "relevant F"), ("val_cluster_nn", "cluster-NN accuracy"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, csv_path in runs.items():
+        df = pd.read_csv(csv_path)
+        missing = {"elapsed_s", *(c for c, _ in panels)} - set(df.columns)
+        if missing:
+            raise ValueError(f"{csv_path} has no {sorted(missing)}: train with train.eval_every")
+        for ax, (column, _) in zip(axes, panels, strict=True):
+            rows = df[df[column].notna()]
+            ax.plot(rows["elapsed_s"] / 60, rows[column], marker="o", label=name)
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        if targets and column in targets:
+            ax.axhline(targets[column], color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="training wall-clock (minutes)", ylabel=label, ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
