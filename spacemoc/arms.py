@@ -1,7 +1,7 @@
 """Model arms: the model axis of an experiment. An arm is a name plus the settings that make it: a
 model family and its overrides of the family's hyperparameters (``space`` and ``moc`` for the
-SPACE family). The MOC paper's ablation is built in; a config's ``arms`` section adds arms or
-redefines these.
+SPACE family, ``slot`` and ``slot_moc`` for Slot Attention). The MOC paper's ablation is built
+in, for both families; a config's ``arms`` section adds arms or redefines these.
 
 Precedence of a run's model settings, lowest first: the family's defaults, the game table, the
 config's ``model``, the arm, the config's ``game_overrides.<game>``.
@@ -21,6 +21,10 @@ BUILTIN_ARMS: dict[str, dict] = {
     "space_m": {"family": "space", "moc": {"area_object_weight": 0.0}},
     # SPACE + MOC: motion loss and object continuity at the game table's weights
     "space_moc": {"family": "space"},
+    # Slot Attention alone (reconstruction only)
+    "slot": {"family": "slot", "slot_moc": {"motion_weight": 0.0, "continuity_weight": 0.0}},
+    # Slot Attention + MOC for slots (spacemoc.models.slot.losses)
+    "slot_moc": {"family": "slot"},
 }
 
 
@@ -44,6 +48,9 @@ def arm_config(config: dict, name: str) -> dict:
     """``config`` as arm ``name`` trains: the arm's overrides merged over ``model``."""
     settings = arm_settings(config, name)
     out = copy.deepcopy(config)
-    overrides = {part: settings[part] for part in ("family", "space", "moc") if part in settings}
+    from spacemoc.models import FAMILIES
+
+    parts = ["family", *(section for f in FAMILIES.values() for section in f.sections)]
+    overrides = {part: settings[part] for part in parts if part in settings}
     out["model"] = merge(out.get("model", {}), overrides)
     return out

@@ -35,6 +35,7 @@ class Family:
       ``inference_state(model) -> state dict`` (what a detector-only file keeps),
       ``can_train(model)``, and optionally ``reads_foreign(ckpt) -> bool`` with
       ``from_foreign(ckpt, path, config) -> model`` for weight files of other programs.
+    * ``sections``: the names of its settings' sections in a workflow config.
     """
 
     name: str
@@ -48,12 +49,15 @@ class Family:
     can_train: Callable[[Any], bool]
     reads_foreign: Callable[[dict], bool] = lambda ckpt: False
     from_foreign: Callable[[dict, Path, Any], Any] | None = None
+    # the workflow config's sections of this family's settings (in ``model``, an arm and
+    # ``game_overrides.<game>``)
+    sections: tuple[str, ...] = ("space", "moc")
 
 
 def _families() -> dict[str, Family]:
-    from spacemoc.models import space
+    from spacemoc.models import slot, space
 
-    return {family.name: family for family in (space.FAMILY,)}
+    return {family.name: family for family in (space.FAMILY, slot.FAMILY)}
 
 
 FAMILIES: dict[str, Family] = _families()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from spacemoc.config import with_defaults
 from spacemoc.games import get_game
+from spacemoc.models.settings import check_keys
 
 from .config import SpaceConfig
 from .moc import MocConfig
@@ -50,8 +50,8 @@ def build_configs(game: str, config: dict | None = None):
                 )
             )
     for source, space_layer, moc_layer in layers:
-        _check_keys(SpaceConfig, space_layer, f"{source} (space)")
-        _check_keys(MocConfig, moc_layer, f"{source} (moc)")
+        check_keys(SpaceConfig, space_layer, f"{source} (space)")
+        check_keys(MocConfig, moc_layer, f"{source} (moc)")
         space.update(space_layer)
         moc.update(moc_layer)
 
@@ -65,29 +65,6 @@ def build_configs(game: str, config: dict | None = None):
         for key in MOC_ANNEAL_KEYS:
             moc[key] = _scaled(moc.get(key, getattr(defaults_moc, key)), scale)
     return SpaceConfig.from_dict(space), MocConfig.from_dict(moc)
-
-
-# Python types a config value may have for a dataclass field of each annotated type.
-_ACCEPTED_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
-
-
-def _check_keys(cls, values: dict, source: str) -> None:
-    """Unknown keys and values of the wrong type (a string where a number belongs) are named."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} key(s) {', '.join(unknown)} in {source}; "
-            f"valid keys: {', '.join(sorted(fields))}"
-        )
-    for key, value in values.items():
-        accepted = _ACCEPTED_TYPES.get(str(fields[key].type))
-        wrong_bool = isinstance(value, bool) and bool not in (accepted or ())
-        if accepted and (not isinstance(value, accepted) or wrong_bool):
-            raise ValueError(
-                f"{cls.__name__}.{key} in {source} must be of type {fields[key].type}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
 
 
 def _scaled(value, scale: float):

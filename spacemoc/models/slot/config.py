@@ -1,0 +1,69 @@
+"""Slot Attention's hyperparameters (``SlotConfig``: the model) and its training
+(``SlotMocConfig``: losses, schedule, optimiser), each rebuilt from a plain dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class _FromDict:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class SlotConfig(_FromDict):
+    img_size: int = 128  # square input side (spacemoc.geometry.IMAGE_SIZE)
+    num_slots: int = 10
+    slot_dim: int = 64  # the encoding a slot gives the classifier
+    iterations: int = 3  # attention rounds per frame
+    enc_channels: int = 32
+    token_stride: int = 2  # 128 / 2 = 64 x 64 tokens: Pong's 2x4-pixel ball keeps a token
+    dec_channels: int = 32
+    broadcast_size: int = 16  # the decoder's spatial broadcast, upsampled x2 to img_size
+    mlp_hidden: int = 128
+    # A slot is an object when its mask (> mask_threshold) covers min_pixels to max_fraction of
+    # the image: the slots that take the background cover more.
+    mask_threshold: float = 0.5
+    min_pixels: int = 2
+    max_fraction: float = 0.05
+    G: int = 16  # grid of the dataset's motion hints the motion loss reads
+
+    def __post_init__(self):
+        if self.img_size % self.token_stride or (self.img_size // self.broadcast_size) & (
+            self.img_size // self.broadcast_size - 1
+        ):
+            raise ValueError(
+                f"img_size {self.img_size} must be a multiple of token_stride and a power-of-two "
+                f"multiple of broadcast_size ({self.token_stride}, {self.broadcast_size})"
+            )
+
+
+@dataclass
+class SlotMocConfig(_FromDict):
+    """The slot family's training: MOC losses for slots and the optimiser.
+
+    total = reconstruction + (1 - λ)·motion_weight·motion + λ·continuity_weight·continuity, λ
+    rising linearly from 0 at ``schedule_start_step`` to 1 at ``schedule_end_step``."""
+
+    motion_weight: float = 1.0
+    continuity_weight: float = 0.1
+    # Slots t and t+1 are one object when their mask centres are closer than this (pixels of
+    # the model's image); continuity pulls their encodings together, others apart.
+    continuity_radius: float = 8.0
+    # pixels around a motion box where the motion loss compares a slot's mask with the motion
+    motion_margin: int = 2
+    schedule_start_step: int = 0
+    schedule_end_step: int = 1000
+    lr: float = 4.0e-4  # Adam
+    warmup_steps: int = 100  # linear learning-rate warm-up
