@@ -106,7 +106,7 @@ def test_three_arms_plan_three_trainings_under_their_own_paths(tmp_path):
 
     extra = tmp_path / "arms.yaml"
     extra.write_text(
-        "models: [space, space_m, space_moc, space_moc_oc50]\n"
+        "models: [space, space_m, space_moc, space_moc_oc50, slot, slot_moc]\n"
         "arms: {space_moc_oc50: {moc: {area_object_weight: 50.0}}}\n"
     )
     from conftest import REPO
@@ -115,5 +115,38 @@ def test_three_arms_plan_three_trainings_under_their_own_paths(tmp_path):
                            str(REPO / "config" / "test.yaml"), str(extra),
                            "--", "results/pong/eval.csv")  # fmt: skip
     planned = set(re.findall(r"results/pong/(\w+)/seed0/model\.pt", result.stdout))
-    assert planned == {"space", "space_m", "space_moc", "space_moc_oc50"}, result.stdout[-3000:]
-    assert len(re.findall(r"^rule train:", result.stdout, re.M)) == 4
+    arms = {"space", "space_m", "space_moc", "space_moc_oc50", "slot", "slot_moc"}
+    assert planned == arms, result.stdout[-3000:]
+    assert len(re.findall(r"^rule train:", result.stdout, re.M)) == len(arms)
+
+
+@pytest.mark.slow
+def test_slot_moc_arm_runs_end_to_end_and_exports_a_detector(tmp_path):
+    """The second model family through the same workflow: eval.csv, plots and a detector."""
+    import numpy as np
+    from conftest import REPO
+
+    from spacemoc import Detector
+
+    extra = tmp_path / "slot.yaml"
+    extra.write_text(
+        "models: [slot_moc]\n"
+        "model: {slot: {num_slots: 4, enc_channels: 16, dec_channels: 16}}\n"
+    )
+    targets = ("results/pong/eval.csv", "results/pong/slot_moc/seed0/detector")
+    result = run_snakemake(tmp_path / "wd", "--cores", "2", "--configfile",
+                           str(REPO / "config" / "test.yaml"), str(extra),
+                           "--", *targets, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    with open(tmp_path / "wd/results/pong/eval.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["model"] for r in rows} == {"slot_moc", "bgsub"}
+    (relevant,) = [
+        r for r in rows if (r["model"], r["seed"], r["subset"]) == ("slot_moc", "0", "relevant")
+    ]
+    assert relevant["f_score"] != "" and relevant["mota"] != ""
+    run = tmp_path / "wd/results/pong/slot_moc/seed0"
+    frames = np.random.default_rng(0).integers(0, 256, (3, 210, 160, 3), dtype=np.uint8)
+    exported = Detector.load(run / "detector", threshold=0.01, hud=True).detect_batch(frames)
+    original = Detector.load(run, threshold=0.01, hud=True, box_readout="alpha")
+    assert exported == original.detect_batch(frames) and len(exported) == 3
