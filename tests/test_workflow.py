@@ -130,8 +130,7 @@ def test_slot_moc_arm_runs_end_to_end_and_exports_a_detector(tmp_path):
 
     extra = tmp_path / "slot.yaml"
     extra.write_text(
-        "models: [slot_moc]\n"
-        "model: {slot: {num_slots: 4, enc_channels: 16, dec_channels: 16}}\n"
+        "models: [slot_moc]\nmodel: {slot: {num_slots: 4, enc_channels: 16, dec_channels: 16}}\n"
     )
     targets = ("results/pong/eval.csv", "results/pong/slot_moc/seed0/detector")
     result = run_snakemake(tmp_path / "wd", "--cores", "2", "--configfile",
