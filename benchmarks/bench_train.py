@@ -1,10 +1,12 @@
-"""Speed and memory of one full SPACE+MOC training step on real Pong data, per frame.
+"""Speed and memory of one full training step on real Pong data, per frame.
 
-A step is what `spacemoc.train` does: forward, MOC loss, backward, gradient clipping, and both
-optimiser steps (RMSprop for the foreground, Adam for the background), at batch 2 x T=4 (8 frames)
-on 2 torch threads, for the windowed compositing (ours) and the dense one (the reference's
-formulation), in the same run; `windowed-bf16` is the windowed one with bfloat16 mixed precision
-(`train.precision: bfloat16`).
+A step is what `spacemoc.train` does with the family's trainer: forward, losses, backward,
+gradient clipping and the optimiser steps, at batch 2 x T=4 (8 frames) on 2 torch threads. SPACE
++ MOC (the space_moc arm; RMSprop for the foreground, Adam for the background) with the windowed
+compositing (ours) and the dense one (the reference's formulation); `windowed-bf16` is the
+windowed one with bfloat16 mixed precision (`train.precision: bfloat16`). `--variants slot
+slot_moc` times the Slot Attention arms (Adam; slot_moc with the motion loss of the schedule's
+start).
 
 Time: the median of ``--steps`` timed steps after ``--warmup`` untimed ones, divided by the frames
 per step. ``cpu s/frame`` is the process CPU time of a step divided by the frames and the threads:
@@ -57,45 +59,53 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+SLOT_ARMS = ("slot", "slot_moc")
+
+
 def variant_settings(variant: str) -> tuple[str, str]:
-    """ "windowed", "dense" or "<compositing>-bf16" -> (compositing, precision)."""
+    """ "windowed", "dense" or "<compositing>-bf16" -> (compositing, precision); a slot arm
+    ("slot", "slot_moc") -> ("", "float32")."""
+    if variant in SLOT_ARMS:
+        return "", "float32"
     compositing, _, precision = variant.partition("-")
     return compositing, {"": "float32", "bf16": "bfloat16"}[precision]
 
 
-def setup(data: str, compositing: str, precision: str, batch: int, threads: int):
+def setup(data: str, variant: str, batch: int, threads: int):
+    """One training step of ``variant`` on ``batch`` sequences of ``data``, as ``spacemoc.train``
+    runs it (the family's trainer; SPACE variants are the space_moc arm)."""
     import torch
 
+    from spacemoc.arms import arm_config
+    from spacemoc.config import validate_config
     from spacemoc.data import AtariDataset, collate
-    from spacemoc.models.space import Space
-    from spacemoc.models.space.moc import MocLoss
-    from spacemoc.models.space.training import make_optimizers, training_step
+    from spacemoc.models import get_family
     from spacemoc.rng import seed_everything
     from spacemoc.train import build_configs
 
     torch.set_num_threads(threads)
     seed_everything(0)
-    config = {"train": {"compositing": compositing}}
-    space_cfg, moc_cfg = build_configs("pong", config)
-    dataset = AtariDataset(data, grid_size=space_cfg.G)
+    compositing, precision = variant_settings(variant)
+    train = {"precision": precision, **({"compositing": compositing} if compositing else {})}
+    arm = variant if variant in SLOT_ARMS else "space_moc"
+    config = arm_config(validate_config({"train": train}), arm)
+    model_cfg, loss_cfg = build_configs("pong", config)
+    family = get_family(config["model"]["family"])
+    dataset = AtariDataset(data, grid_size=model_cfg.G)
     batch_data = collate([dataset[i % len(dataset)] for i in range(batch)])
-    model = Space(space_cfg)
+    model = family.model(model_cfg)
     model.train()
-    optimizers = make_optimizers(model, lr_fg=3e-5, lr_bg=1e-3)
-    moc = MocLoss(moc_cfg, grid=space_cfg.G)
+    trainer = family.trainer(model, loss_cfg, config["train"])
 
     def step(global_step: int) -> float:
-        loss, *_ = training_step(
-            model, moc, optimizers, batch_data, global_step, clip_norm=1.0, precision=precision
-        )
-        return float(loss.detach())
+        return float(trainer.step(batch_data, global_step)["loss"])
 
     frames = batch_data["frames"].shape[0] * batch_data["frames"].shape[1]
     return step, frames
 
 
 def child(args) -> None:
-    step, frames = setup(args.data, *variant_settings(args.variant), args.batch, args.threads)
+    step, frames = setup(args.data, args.variant, args.batch, args.threads)
     baseline = peak_rss_mb()
     for i in range(args.warmup):
         step(i)
@@ -132,8 +142,7 @@ def median_run(runs: list[dict]) -> dict:
 def profile(args) -> None:
     import torch
 
-    compositing, precision = variant_settings(args.variant)
-    step, frames = setup(args.data, compositing, precision, 1, args.threads)
+    step, frames = setup(args.data, args.variant, 1, args.threads)
     step(0)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(1)
@@ -152,7 +161,8 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["windowed", "windowed-bf16", "dense"],
-        help="compositing, with -bf16 for bfloat16 mixed precision (train.precision)",
+        help="SPACE's compositing (windowed, dense), with -bf16 for bfloat16 mixed precision "
+        "(train.precision); or a slot arm (slot, slot_moc)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per variant, each a fresh process (median)"
