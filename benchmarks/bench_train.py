@@ -1,6 +1,6 @@
 """Speed and memory of one full training step on real Pong data, per frame.
 
-A step is what `spacemoc.train` does with the family's trainer: forward, losses, backward,
+A step is what `spacemoc.stages.train` does with the family's trainer: forward, losses, backward,
 gradient clipping and the optimiser steps, at batch 2 x T=4 (8 frames) on 2 torch threads. SPACE
 + MOC (the space_moc arm; RMSprop for the foreground, Adam for the background) with the windowed
 compositing (ours) and the dense one (the reference's formulation); `windowed-bf16` is the
@@ -72,7 +72,7 @@ def variant_settings(variant: str) -> tuple[str, str]:
 
 
 def setup(data: str, variant: str, batch: int, threads: int):
-    """One training step of ``variant`` on ``batch`` sequences of ``data``, as ``spacemoc.train``
+    """One training step of ``variant`` on ``batch`` sequences of ``data``, as the training stage
     runs it (the family's trainer; SPACE variants are the space_moc arm)."""
     import torch
 
@@ -81,7 +81,7 @@ def setup(data: str, variant: str, batch: int, threads: int):
     from spacemoc.data import AtariDataset, collate
     from spacemoc.models import get_family
     from spacemoc.rng import seed_everything
-    from spacemoc.train import build_configs
+    from spacemoc.stages.train import build_configs
 
     torch.set_num_threads(threads)
     seed_everything(0)

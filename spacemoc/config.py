@@ -105,12 +105,14 @@ def config_problems(config: dict[str, Any], check_device: bool = False) -> list[
             f"{', '.join(sorted(arms))}"
         )
     if not problems:
-        from spacemoc.train import build_configs
+        from spacemoc.models import DEFAULT_FAMILY, get_family
 
         for model in config["models"]:
+            settings = arm_config(config, model)
+            family = get_family(settings["model"].get("family", DEFAULT_FAMILY))
             for game in dict.fromkeys([*config["games"], *config["game_overrides"]]):
                 try:
-                    build_configs(game, arm_config(config, model))
+                    family.build_configs(game, settings)
                 except (ValueError, TypeError) as err:
                     problems.append(f"model settings of arm {model} for {game}: {err}")
     try:

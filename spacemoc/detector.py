@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.devices import resolve_device
-from spacemoc.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_SHAPE, FRAME_WIDTH, IMAGE_SIZE, z_where_to_corners
 from spacemoc.models.inputs import model_input
 from spacemoc.models.readouts import resolve_box_readout
+from spacemoc.stages.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
 
 PRECISIONS = ("float32", "bfloat16")
 REFERENCE_CLASSIFIER = "z_what-classifier_relevant_nn.joblib.pkl"

@@ -7,8 +7,8 @@ centre with the cosine dissimilarity of their z_what codes (when the detections 
 track that finds no detection survives `max_missed` frames (coasting on its velocity) before it is
 dropped; a detection that finds no track starts a new one.
 
-`evaluate_tracking` runs detector + tracker over the long consecutive sequences of the `tracking`
-split and scores the tracks against OCAtari's objects with motmetrics. A track matches a
+`mot_metrics` scores tracks against OCAtari's objects with motmetrics (the tracking stage,
+`spacemoc.stages.tracking`, runs detector + tracker over the `tracking` split). A track matches a
 ground-truth object when their centres are closer than half the object's diagonal (the matching
 criterion of the detection precision/recall, spec §5.2), so the tiny Atari objects (Pong's ball is
 2x4 pixels) are not lost to an IoU threshold.
@@ -16,15 +16,11 @@ criterion of the detection precision/recall, spec §5.2), so the tiny Atari obje
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-from spacemoc.atomic import atomic_path
-from spacemoc.files import open_h5
 
 _INFEASIBLE = 1e6  # cost of a pair outside the gate; never kept after the assignment
 
@@ -331,7 +327,7 @@ def track_sequence(frames, detector, tracker: Tracker, batch_size: int = 32):
     return out
 
 
-def _gt_frames(rows, game, n_frames: int):
+def ground_truth_frames(rows, game, n_frames: int):
     """Ground-truth objects of one sequence: relevant labels inside the relevant area."""
     from spacemoc.geometry import in_relevant_area
 
@@ -356,104 +352,3 @@ def _gt_frames(rows, game, n_frames: int):
                 frame.append((key, (x, y, w, h)))
         frames.append(frame)
     return frames
-
-
-def evaluate_tracking(
-    tracking_h5,
-    model,
-    out_csv,
-    *,
-    classifier=None,
-    device=None,
-    max_sequences: int | None = None,
-    box_readout: str | None = None,
-    **tracker_kwargs,
-) -> dict[str, float]:
-    """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
-
-    `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
-    `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
-    `box_readout`: the detector's box readout ("glimpse" or "alpha"; None: the one the run was
-    evaluated with, as `Detector.load` resolves it).
-    `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
-    Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
-    subset).
-    Returns the metrics (MOTA <= 1 and can be negative; IDF1 in [0, 1]).
-    """
-    from tqdm import tqdm
-
-    from spacemoc.data import read_table
-    from spacemoc.detector import Detector
-    from spacemoc.games import get_game
-
-    detector = Detector.load(model, device=device, classifier=classifier, box_readout=box_readout)
-    tracker = Tracker(**tracker_kwargs)
-    objects = read_table(tracking_h5, "objects")
-    with open_h5(tracking_h5, "tracking data") as f:
-        ds = f["frames"]
-        game_name = f.attrs.get("game", detector.game)
-        if isinstance(game_name, bytes):
-            game_name = game_name.decode()
-        game = get_game(str(game_name))
-        if game.name != detector.game:
-            raise ValueError(
-                f"{tracking_h5} holds {game.name!r} frames but the detector is for "
-                f"{detector.game!r}"
-            )
-        n = ds.shape[0] if max_sequences is None else min(max_sequences, ds.shape[0])
-        sequences = []
-        for i in tqdm(range(n), desc="tracking", unit="seq"):
-            frames = ds[i]  # one sample at a time: fancy indexing is slow
-            hyp = track_sequence(frames, detector, tracker)
-            gt = _gt_frames(objects[i], game, len(hyp))
-            sequences.append(list(zip(gt, hyp, strict=True)))
-    metrics = mot_metrics(sequences)
-    write_metrics_csv(out_csv, {"subset": "relevant", **metrics})
-    return metrics
-
-
-def ground_truth_tracking(
-    tracking_h5, *, drop: float = 0.0, seed: int = 0, **tracker_kwargs
-) -> dict[str, float]:
-    """The tracker alone: OCAtari's objects of the tracking split as detections (no ids), each
-    dropped with probability `drop`. An upper bound of what detector + tracker can reach."""
-    from spacemoc.data import read_table
-    from spacemoc.games import get_game
-
-    if not 0.0 <= drop < 1.0:
-        raise ValueError(f"drop must be in [0, 1), got {drop}")
-
-    with open_h5(tracking_h5, "tracking data") as f:
-        game = get_game(str(f.attrs["game"]))
-        T = f["frames"].shape[1]
-    rng = np.random.default_rng(seed)
-    sequences = []
-    for rows in read_table(tracking_h5, "objects"):
-        gt = _gt_frames(rows, game, T)
-        tracker, seq = Tracker(**tracker_kwargs), []
-        for frame in gt:
-            dets = [
-                _Box(game.labels[key[0]] if isinstance(key, tuple) else "object", *box)
-                for key, box in frame
-                if rng.random() >= drop
-            ]
-            seq.append((frame, [(t.id, (t.x, t.y, t.w, t.h)) for t in tracker.update(dets)]))
-        sequences.append(seq)
-    return mot_metrics(sequences)
-
-
-@dataclass
-class _Box:
-    label: str
-    x: float
-    y: float
-    w: float
-    h: float
-
-
-def write_metrics_csv(path, metrics: dict) -> None:
-    """One-row CSV, written to a temporary name and renamed when complete."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(metrics))
-        w.writeheader()
-        w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in metrics.items()})

@@ -64,15 +64,15 @@ class ValidationProbe:
         return values
 
     def _latents(self, model, device):
-        from spacemoc.latents import Latents, _infer_batch, _infer_kwargs, _match_batch
+        from spacemoc.latents import Latents, infer_batch, infer_kwargs, match_batch
 
-        kwargs = _infer_kwargs(model, all_cells=False, box_readout=self.box_readout)
+        kwargs = infer_kwargs(model, all_cells=False, box_readout=self.box_readout)
         parts = []
         with torch.no_grad():
             for start in range(0, len(self.frames), BATCH_SAMPLES):
                 batch = self.frames[start : start + BATCH_SAMPLES]
-                arrays = _infer_batch(model, batch, kwargs, device)
-                arrays.update(_match_batch(arrays, self.objects[start : start + BATCH_SAMPLES]))
+                arrays = infer_batch(model, batch, kwargs, device)
+                arrays.update(match_batch(arrays, self.objects[start : start + BATCH_SAMPLES]))
                 parts.append(arrays)
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return Latents(**arrays, attrs={"game": self.game.name, "labels": list(self.game.labels)})

@@ -136,8 +136,9 @@ def test_detector_gives_the_objects_of_the_workflow_latents(tmp_path, tiny_model
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
     from spacemoc.geometry import in_relevant_area
-    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.latents import load_latents
     from spacemoc.models import save_checkpoint
+    from spacemoc.stages.latents import compute_latents
 
     class Everything:
         def predict(self, z):

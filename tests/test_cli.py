@@ -80,8 +80,9 @@ def test_a_run_reads_the_boxes_it_was_scored_with(run, tmp_path, scored_with):
     """The workflow's latents record its eval.boxes: the run's classifier, detector and later
     latents by hand use the same readout."""
     from spacemoc.detector import Detector
-    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.latents import load_latents
     from spacemoc.stages.classifier import train_classifier
+    from spacemoc.stages.latents import compute_latents
 
     data = write_split(tmp_path / "validation.h5")
     (run / "latents").mkdir()
@@ -105,7 +106,7 @@ def test_a_run_reads_the_boxes_it_was_scored_with(run, tmp_path, scored_with):
 
 def test_exported_folder_reads_its_config(run, tmp_path):
     from spacemoc.detector import Detector
-    from spacemoc.export import export_detector
+    from spacemoc.stages.export import export_detector
 
     out = export_detector(
         run / "model.pt", run / "classifier.npz", tmp_path / "det", config={"eval": {}}
@@ -125,7 +126,7 @@ def test_shipped_detectors_keep_their_readout(game):
     import yaml
 
     from spacemoc.detector import Detector
-    from spacemoc.export import PRETRAINED_ROOT
+    from spacemoc.stages.export import PRETRAINED_ROOT
 
     config = yaml.safe_load((PRETRAINED_ROOT / game / "config.yaml").read_text())
     assert Detector.pretrained(game, device="cpu").box_readout == config["eval"]["boxes"]
@@ -245,7 +246,7 @@ def test_latents_on_cuda_without_cuda_says_so(run, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and "cannot read checkpoint" not in err
     assert not (tmp_path / "l.h5").exists()
-    from spacemoc.latents import compute_latents
+    from spacemoc.stages.latents import compute_latents
 
     with pytest.raises(ValueError, match="CUDA is not available"):
         compute_latents(run / "model.pt", data, tmp_path / "l.h5", device="cuda")
@@ -294,4 +295,4 @@ def test_train_names_an_unknown_arm(tmp_path, capsys):
     args = ["train", "--data", str(tmp_path / "x.h5"), "--out", str(tmp_path), "--arm", "spacex"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "unknown model arm 'spacex'; known arms: space, space_m, space_moc" in err
+    assert "unknown model arm 'spacex'; known arms: slot, slot_moc, space, space_m, space_moc" in err

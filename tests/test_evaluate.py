@@ -101,8 +101,8 @@ class FakeModel:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     """validation + test data, fake model file, latents of both and a trained classifier."""
-    from spacemoc.latents import compute_latents
     from spacemoc.stages.classifier import train_classifier
+    from spacemoc.stages.latents import compute_latents
 
     root = tmp_path_factory.mktemp("eval")
     model_path = root / "model.pt"
@@ -155,7 +155,7 @@ def test_latents_from_another_model_game_or_split_are_refused(stage, tmp_path):
 
 
 def test_mini_evaluate_fills_every_column(stage, tmp_path):
-    from spacemoc.evaluate import aggregate, evaluate, read_rows, run_bgsub, summary
+    from spacemoc.stages.evaluate import aggregate, evaluate, read_rows, run_bgsub, summary
 
     background = tmp_path / "background.npy"
     np.save(background, np.full((128, 128, 3), BACKGROUND, np.uint8))
@@ -246,7 +246,7 @@ def test_mini_evaluate_fills_every_column(stage, tmp_path):
 
 def test_classifier_for_another_game_and_empty_split_are_refused(stage, tmp_path):
     from spacemoc.classifier import ZWhatClassifier
-    from spacemoc.evaluate import evaluate
+    from spacemoc.stages.evaluate import evaluate
 
     clf = ZWhatClassifier.load(stage["classifier"])
     clf.game, clf.labels = "boxing", get_game("boxing").labels
@@ -255,14 +255,14 @@ def test_classifier_for_another_game_and_empty_split_are_refused(stage, tmp_path
     with pytest.raises(ValueError, match="trained for game 'boxing', not 'pong'"):
         evaluate(stage["latents_test"], stage["data_test"], wrong, tmp_path / "m.csv", seed=0)
     empty = make_dataset(tmp_path / "empty.h5", n=0)
-    from spacemoc.latents import compute_latents
+    from spacemoc.stages.latents import compute_latents
 
     with pytest.raises(ValueError, match="no samples"):
         compute_latents(stage["model"], empty, tmp_path / "lat.h5", model=FakeModel())
 
 
 def test_plots_are_written(stage, tmp_path):
-    from spacemoc.plots import make_plots
+    from spacemoc.stages.plots import make_plots
 
     curves = tmp_path / "train_curves.csv"
     curves.write_text("step,loss,kl\n1,3.0,1.0\n2,2.0,0.5\n3,1.5,0.4\n")
@@ -307,9 +307,10 @@ def test_latents_of_a_real_checkpoint(tmp_path):
     """The model stage's checkpoint format and infer() plug into compute_latents."""
     import torch
 
-    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.latents import load_latents
     from spacemoc.models import save_checkpoint
     from spacemoc.models.space import Space, SpaceConfig
+    from spacemoc.stages.latents import compute_latents
 
     torch.manual_seed(0)
     model = Space(SpaceConfig(G=4))
@@ -361,7 +362,7 @@ def test_command_line(stage, tmp_path, capsys):
 
 
 def test_tracking_csv_of_the_tracking_stage(tmp_path):
-    from spacemoc.evaluate import _cell, tracking_values
+    from spacemoc.stages.evaluate import _cell, tracking_values
 
     path = tmp_path / "tracking.csv"
     path.write_text("subset,mota,idf1,num_switches\nrelevant,-0.5,nan,3\n")

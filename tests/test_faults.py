@@ -20,7 +20,7 @@ from conftest import REPO, run_snakemake
 
 from spacemoc.atomic import atomic_path, remove_orphan_temps, temp_path
 from spacemoc.config import validate_config
-from spacemoc.train import list_checkpoints, train
+from spacemoc.stages.train import list_checkpoints, train
 
 TINY = {"steps": 2, "batch_size": 1, "checkpoint_every": 1, "log_every": 1, "image_every": 2}
 TINY_CONFIG = {"threads": 2, "model": {"space": {"G": 8}}, "train": TINY}
@@ -72,7 +72,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_export_refuses_the_run_folder_and_keeps_it(run_dir):
-    from spacemoc.export import export_detector
+    from spacemoc.stages.export import export_detector
 
     before = snapshot(run_dir)
     with pytest.raises(ValueError, match="not empty and not a detector folder"):
@@ -81,7 +81,7 @@ def test_export_refuses_the_run_folder_and_keeps_it(run_dir):
 
 
 def test_export_refuses_an_unrelated_folder(run_dir, tmp_path):
-    from spacemoc.export import export_detector
+    from spacemoc.stages.export import export_detector
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"not a detector folder \(it holds notes.txt\)"):
@@ -90,7 +90,7 @@ def test_export_refuses_an_unrelated_folder(run_dir, tmp_path):
 
 
 def test_export_replaces_an_earlier_export_completely(run_dir, tmp_path):
-    from spacemoc.export import export_detector
+    from spacemoc.stages.export import export_detector
 
     out = tmp_path / "detector"
     export_detector(run_dir / "model.pt", run_dir / "classifier.npz", out, config={"a": 1})

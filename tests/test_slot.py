@@ -111,7 +111,7 @@ def test_slot_moc_trains_checkpoints_and_resumes_exactly(pong_t2, tmp_path):
     from spacemoc.arms import arm_config
     from spacemoc.config import validate_config
     from spacemoc.models import load_checkpoint
-    from spacemoc.train import train
+    from spacemoc.stages.train import train
 
     config = arm_config(
         validate_config(

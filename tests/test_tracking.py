@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from spacemoc.detector import Detection
-from spacemoc.tracking import (
-    Tracker,
-    evaluate_tracking,
-    ground_truth_tracking,
-    mot_metrics,
-    track_sequence,
-)
+from spacemoc.stages.tracking import evaluate_tracking, ground_truth_tracking
+from spacemoc.tracking import Tracker, mot_metrics, track_sequence
 
 
 def moving_boxes(n_frames=30):

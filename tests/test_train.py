@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from spacemoc.train import build_configs, list_checkpoints, train
+from spacemoc.stages.train import build_configs, list_checkpoints, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"steps": 3, "batch_size": 1, "checkpoint_every": 2, "log_every": 1, "image_every": 2}
@@ -364,10 +364,11 @@ def test_validation_during_training_is_logged_and_leaves_the_weights_alone(pong_
 def test_validation_scores_are_eval_csvs_on_the_same_frames(pong_data, tmp_path):
     """The probe's relevant F is the evaluation's, on latents of the same frames and model (the
     shipped Pong detector, which finds the objects)."""
-    from spacemoc.evaluate import ground_truth
-    from spacemoc.latents import compute_latents, load_latents
+    from spacemoc.latents import load_latents
     from spacemoc.metrics import detection_scores, relevant_subset
     from spacemoc.models import load_checkpoint
+    from spacemoc.stages.evaluate import ground_truth
+    from spacemoc.stages.latents import compute_latents
     from spacemoc.validation import ValidationProbe
 
     model_path = REPO / "spacemoc" / "pretrained" / "pong" / "detector.pt"

@@ -80,7 +80,7 @@ def add_run(parser, required: bool = True, pretrained: bool = False, help: str =
     if not pretrained:
         parser.add_argument("--run", required=required, type=Path, help=help)
         return
-    from spacemoc.export import shipped_detectors
+    from spacemoc.stages.export import shipped_detectors
 
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--run", type=Path, help=help)
@@ -95,7 +95,7 @@ def add_run(parser, required: bool = True, pretrained: bool = False, help: str =
 def run_path(args) -> Path | None:
     """The detector folder ``--run`` or ``--pretrained`` names (None: neither given)."""
     if getattr(args, "pretrained", None):
-        from spacemoc.export import PRETRAINED_ROOT
+        from spacemoc.stages.export import PRETRAINED_ROOT
 
         return PRETRAINED_ROOT / args.pretrained
     return args.run
@@ -103,7 +103,7 @@ def run_path(args) -> Path | None:
 
 def run_checkpoint(run: Path) -> Path:
     """The checkpoint of a run: ``run`` itself when a file, else its model.pt (or detector.pt)."""
-    from spacemoc.export import DETECTOR_WEIGHTS
+    from spacemoc.stages.export import DETECTOR_WEIGHTS
 
     run = Path(run)
     if not run.is_dir():

@@ -159,7 +159,11 @@ def draw_detections(frames, detections, path, scale: int = 3) -> Path:
 def _tracking(args) -> int:
     """Run detector + tracker over the tracking split and score it with motmetrics."""
     from spacemoc.devices import set_threads
-    from spacemoc.tracking import evaluate_tracking, ground_truth_tracking, write_metrics_csv
+    from spacemoc.stages.tracking import (
+        evaluate_tracking,
+        ground_truth_tracking,
+        write_metrics_csv,
+    )
 
     set_threads(args.threads)
 
@@ -200,7 +204,7 @@ def _export(args) -> None:
     config it was made with. Detector.load(folder) reads it."""
     import yaml
 
-    from spacemoc.export import export_detector
+    from spacemoc.stages.export import export_detector
 
     config = None
     if args.config is not None:

@@ -137,7 +137,7 @@ def _latents(args) -> None:
     """Run a trained model deterministically over every frame of a split and store, per cell,
     z_pres_prob, z_where, z_what and the label of the ground-truth object it matches (-1: none)."""
     from spacemoc.devices import set_threads
-    from spacemoc.latents import compute_latents
+    from spacemoc.stages.latents import compute_latents
 
     set_threads(args.threads)
     print(
@@ -173,7 +173,7 @@ def _classifier(args) -> None:
 
 def _bgsub(args) -> None:
     """Background-subtraction detection on a split, scored with the same detection metrics."""
-    from spacemoc.evaluate import run_bgsub
+    from spacemoc.stages.evaluate import run_bgsub
 
     for row in run_bgsub(args.data, args.background, args.out):
         print(row["subset"], {k: round(row[k], 4) for k in ("precision", "recall", "f_score")})
@@ -182,7 +182,7 @@ def _bgsub(args) -> None:
 def _evaluate(args) -> None:
     """Detection, encoding, classifier and joint metrics of one model on the test split (rows for
     the subsets all and relevant), plus the baseline rows when given."""
-    from spacemoc.evaluate import evaluate
+    from spacemoc.stages.evaluate import evaluate
 
     few_shot = [int(k) for k in args.few_shot.split(",") if k]
     evaluate(
@@ -203,7 +203,7 @@ def _evaluate(args) -> None:
 
 def _aggregate(args) -> None:
     """Per-seed rows plus mean and std rows per subset, then the baseline rows."""
-    from spacemoc.evaluate import aggregate
+    from spacemoc.stages.evaluate import aggregate
 
     aggregate(args.metrics, args.out, baseline_path=args.baseline)
     print(f"wrote {args.out}")
@@ -211,7 +211,7 @@ def _aggregate(args) -> None:
 
 def _summary(args) -> None:
     """Concatenate the eval.csv tables of several games."""
-    from spacemoc.evaluate import summary
+    from spacemoc.stages.evaluate import summary
 
     summary(args.evals, args.out)
     print(f"wrote {args.out}")
@@ -220,7 +220,7 @@ def _summary(args) -> None:
 def _plots(args) -> None:
     """Detections on test frames, precision-recall curves, z_what PCA, training curves and the
     detection + classification confusion matrix."""
-    from spacemoc.plots import make_plots
+    from spacemoc.stages.plots import make_plots
 
     for path in make_plots(
         args.latents, args.data, args.classifier, args.curves, args.out, n_frames=args.frames

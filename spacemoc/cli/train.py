@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from spacemoc.config import load_config
     from spacemoc.devices import set_threads
-    from spacemoc.train import train
+    from spacemoc.stages.train import train
 
     overrides: dict = {"train": {}}
     if args.steps is not None:

@@ -1,7 +1,7 @@
-"""Rule `evaluate`: unpack Snakemake's arguments and call spacemoc.evaluate.evaluate."""
+"""Rule `evaluate`: unpack Snakemake's arguments and call spacemoc.stages.evaluate.evaluate."""
 
-from spacemoc.evaluate import evaluate
 from spacemoc.logs import log_to
+from spacemoc.stages.evaluate import evaluate
 
 with log_to(snakemake.log[0]):
     evaluate(

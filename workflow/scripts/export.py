@@ -1,9 +1,9 @@
-"""Rule `export`: unpack Snakemake's arguments and call spacemoc.export.export_detector."""
+"""Rule `export`: unpack Snakemake's arguments and call spacemoc.stages.export.export_detector."""
 
 import json
 
-from spacemoc.export import export_detector
 from spacemoc.logs import log_to
+from spacemoc.stages.export import export_detector
 
 with log_to(snakemake.log[0]):
     print(

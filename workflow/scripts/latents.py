@@ -1,8 +1,8 @@
-"""Rule `latents`: unpack Snakemake's arguments and call spacemoc.latents.compute_latents."""
+"""Rule `latents`: unpack Snakemake's arguments and call spacemoc.stages.latents.compute_latents."""
 
 from spacemoc.devices import set_threads
-from spacemoc.latents import compute_latents
 from spacemoc.logs import log_to
+from spacemoc.stages.latents import compute_latents
 
 with log_to(snakemake.log[0]):
     set_threads(snakemake.threads)

@@ -1,9 +1,9 @@
-"""Rule `plots`: the figures of a game's first-seed model (spacemoc.plots.make_plots)."""
+"""Rule `plots`: the figures of a game's first-seed model (spacemoc.stages.plots.make_plots)."""
 
 from pathlib import Path
 
 from spacemoc.logs import log_to
-from spacemoc.plots import make_plots
+from spacemoc.stages.plots import make_plots
 
 with log_to(snakemake.log[0]):
     make_plots(

@@ -1,8 +1,9 @@
-"""Rule `tracking`: unpack Snakemake's arguments and call spacemoc.tracking.evaluate_tracking."""
+"""Rule `tracking`: unpack Snakemake's arguments and call
+spacemoc.stages.tracking.evaluate_tracking."""
 
 from spacemoc.devices import set_threads
 from spacemoc.logs import log_to
-from spacemoc.tracking import evaluate_tracking
+from spacemoc.stages.tracking import evaluate_tracking
 
 with log_to(snakemake.log[0]):
     set_threads(snakemake.threads)

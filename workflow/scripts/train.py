@@ -1,11 +1,11 @@
-"""Rule `train`: unpack Snakemake's arguments and call spacemoc.train.train."""
+"""Rule `train`: unpack Snakemake's arguments and call spacemoc.stages.train.train."""
 
 from pathlib import Path
 
 from spacemoc.arms import arm_config
 from spacemoc.devices import set_threads
 from spacemoc.logs import log_to
-from spacemoc.train import train
+from spacemoc.stages.train import train
 
 with log_to(snakemake.log[0]):
     set_threads(snakemake.threads)

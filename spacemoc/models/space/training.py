@@ -1,7 +1,7 @@
 """SPACE + MOC training: the optimisers, one training step, and what a run logs of it.
 
 The trainer is the family's training interface (``spacemoc.models.families.Family.trainer``);
-``spacemoc.train`` runs it over the data with checkpoints, curves and TensorBoard.
+``spacemoc.stages.train`` runs it over the data with checkpoints, curves and TensorBoard.
 """
 
 from __future__ import annotations

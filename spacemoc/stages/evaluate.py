@@ -27,7 +27,7 @@ import numpy as np
 
 from spacemoc.arms import DEFAULT_ARM
 from spacemoc.atomic import atomic_path
-from spacemoc.baselines import BASELINE_MODEL
+from spacemoc.stages.bgsub import BASELINE_MODEL
 
 COLUMNS = (
     "game",
@@ -208,7 +208,7 @@ def evaluate(
 
 def run_bgsub(data_path, background_path, out_path, **kw) -> list[dict]:
     """The background-subtraction baseline's rows for a test split -> ``out_path``."""
-    from spacemoc.baselines import evaluate_bgsub
+    from spacemoc.stages.bgsub import evaluate_bgsub
 
     rows = evaluate_bgsub(data_path, background_path, **kw)
     write_rows(rows, out_path)

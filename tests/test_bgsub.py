@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spacemoc.baselines import bgsub_detect, prepare_background
 from spacemoc.metrics import detection_scores
+from spacemoc.stages.bgsub import bgsub_detect, prepare_background
 
 BG = np.full((128, 128, 3), (144, 72, 17), np.uint8)
 

@@ -168,10 +168,10 @@ def make_plots(
     """All figures of one model into ``out_dir``; returns name -> path (names: ``PLOTS``)."""
 
     from spacemoc.classifier import ZWhatClassifier
-    from spacemoc.evaluate import ground_truth, joint_evaluation, prediction_encodings
     from spacemoc.games import get_game
     from spacemoc.latents import collect_encodings, load_latents
     from spacemoc.metrics import precision_recall_curve, relevant_subset
+    from spacemoc.stages.evaluate import ground_truth, joint_evaluation, prediction_encodings
 
     out_dir = Path(out_dir)
     lat = load_latents(latents_path, data_path=data_path)

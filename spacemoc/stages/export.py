@@ -42,7 +42,7 @@ def check_replaceable(out_dir: Path) -> None:
         )
 
 
-PRETRAINED_ROOT = Path(__file__).parent / "pretrained"  # detectors shipped with the package
+PRETRAINED_ROOT = Path(__file__).parents[1] / "pretrained"  # detectors shipped with the package
 
 
 def shipped_detectors() -> list[str]:
