@@ -251,7 +251,7 @@ class Detector:
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         self.model = _on_device(model, self.device)
-        self._game = get_game(self.game)
+        self._game_row = get_game(self.game)
         self._pool = None  # resize threads, made on the first big batch
         config = getattr(model, "config", None)
         if getattr(config, "motion_input", False):
@@ -416,7 +416,7 @@ class Detector:
         z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]  # (M,D)
         boxes = z_where_to_corners(where)
         if not self.hud and len(b_idx):
-            keep = np.asarray(self._game.in_relevant_area(*boxes.T), dtype=bool)
+            keep = np.asarray(self._game_row.in_relevant_area(*boxes.T), dtype=bool)
             b_idx, c_idx, boxes, z_what = b_idx[keep], c_idx[keep], boxes[keep], z_what[keep]
         return prob, b_idx, c_idx, boxes, z_what
 

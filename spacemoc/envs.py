@@ -366,12 +366,12 @@ class DetectedObjects(gym.Wrapper):
             raise ValueError(f"{base.unwrapped} is not an ALE env: the detector needs Atari frames")
         from spacemoc.games import get_game
 
-        game = get_game(detector.game)
-        if not game.slots:
-            raise ValueError(f"the game table has no object slots for {game.name!r}")
+        game_row = get_game(detector.game)
+        if not game_row.slots:
+            raise ValueError(f"the game table has no object slots for {game_row.name!r}")
         self.detector = detector
         self.tracker = tracker if tracker is not None else Tracker()
-        self.slots = ObjectSlots(game.slots, merge_px=merge_px, ns_meaning=game.ns_meaning)
+        self.slots = ObjectSlots(game_row.slots, merge_px=merge_px, ns_meaning=game_row.ns_meaning)
         self.use_slots = bool(slots)
         self.objects: list[DetectedObject] = []
         self.tracked_objects: list[DetectedObject] = []
@@ -461,11 +461,11 @@ def make_env(
     from spacemoc.games import get_game
 
     gym.register_envs(ale_py)
-    spec = get_game(game)
-    if detector.game != spec.name:
-        raise ValueError(f"the detector is for {detector.game!r}, not {spec.name!r}")
+    game_row = get_game(game)
+    if detector.game != game_row.name:
+        raise ValueError(f"the detector is for {detector.game!r}, not {game_row.name!r}")
     return DetectedObjects(
-        gym.make(spec.env_id, **gym_kwargs), detector, tracker, slots=slots, merge_px=merge_px
+        gym.make(game_row.env_id, **gym_kwargs), detector, tracker, slots=slots, merge_px=merge_px
     )
 
 
@@ -502,13 +502,13 @@ class DetectedObjectsVector(gym.vector.VectorWrapper):
         super().__init__(env)
         from spacemoc.games import get_game
 
-        game = get_game(detector.game)
+        game_row = get_game(detector.game)
         self.detector = detector
         self.use_slots = bool(slots)
         self.envs_objects = [
             _EnvObjects(
                 tracker_factory(),
-                ObjectSlots(game.slots, merge_px=merge_px, ns_meaning=game.ns_meaning),
+                ObjectSlots(game_row.slots, merge_px=merge_px, ns_meaning=game_row.ns_meaning),
                 self.use_slots,
             )
             for _ in range(self.num_envs)

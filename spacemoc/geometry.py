@@ -68,9 +68,9 @@ def boxes_to_corners(boxes, frame_size=FRAME_SIZE) -> np.ndarray:
     return np.stack([x0, y0, x0 + boxes[..., 2] / width, y0 + boxes[..., 3] / height], axis=-1)
 
 
-def in_relevant_area(game, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
-    """Boolean mask (...,) of pixel boxes (..., 4+) [x, y, w, h, ...] inside ``game``'s relevant
-    area (a ``spacemoc.games.Game``: HUD boxes such as scores and clocks lie outside)."""
+def in_relevant_area(game_row, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
+    """Boolean mask (...,) of pixel boxes (..., 4+) [x, y, w, h, ...] inside the relevant area of
+    ``game_row`` (a ``spacemoc.games.Game``: HUD boxes such as scores and clocks lie outside)."""
     corners = boxes_to_corners(boxes, frame_size)
-    mask = game.in_relevant_area(*np.moveaxis(corners, -1, 0))
+    mask = game_row.in_relevant_area(*np.moveaxis(corners, -1, 0))
     return np.broadcast_to(np.asarray(mask, dtype=bool), corners.shape[:-1]).copy()

@@ -227,9 +227,9 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
         raise ValueError(f"unknown subset {subset!r}; valid subsets: all, relevant")
     keep = lat.present & (lat.label >= 0)
     if subset == "relevant":
-        game = get_game(lat.game)
-        keep &= np.isin(lat.label, game.relevant_indices)
-        keep &= in_relevant_area(game, lat.pixel_boxes())
+        game_row = get_game(lat.game)
+        keep &= np.isin(lat.label, game_row.relevant_indices)
+        keep &= in_relevant_area(game_row, lat.pixel_boxes())
     n, t, c = keep.shape
     flat = np.flatnonzero(keep.reshape(-1))
     return {

@@ -223,19 +223,19 @@ def precision_recall_curve(pred, gt, frame_size=FRAME_SIZE, iou_threshold: float
 # --------------------------------------------------------------------------- subsets
 
 
-def relevant_subset(pred, gt, gt_labels, game, frame_size=FRAME_SIZE):
+def relevant_subset(pred, gt, gt_labels, game: str, frame_size=FRAME_SIZE):
     """The ``relevant`` subset: GT boxes whose label is a relevant one and predictions whose box
     lies in the game's relevant area (spec §1.8-1.9). Returns (pred, gt, gt_labels, keep_masks)
     where keep_masks[i] marks the frame's kept predictions."""
     from spacemoc.games import get_game
 
-    game = get_game(game) if isinstance(game, str) else game
-    relevant = np.array(game.relevant_indices)
+    game_row = get_game(game)
+    relevant = np.array(game_row.relevant_indices)
     out_pred, out_gt, out_labels, keep_masks = [], [], [], []
     for frame_pred, frame_gt, labels in zip(pred, gt, gt_labels, strict=True):
         p, g = _as_boxes(frame_pred, 5), _as_boxes(frame_gt, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-        keep = in_area(p, game, frame_size)
+        keep = in_area(p, game_row, frame_size)
         gt_keep = np.isin(labels, relevant)
         out_pred.append(p[keep])
         out_gt.append(g[gt_keep])
@@ -244,9 +244,9 @@ def relevant_subset(pred, gt, gt_labels, game, frame_size=FRAME_SIZE):
     return out_pred, out_gt, out_labels, keep_masks
 
 
-def in_area(boxes: np.ndarray, game, frame_size=FRAME_SIZE) -> np.ndarray:
-    """Mask of (n,4+) pixel boxes inside the game's relevant area."""
-    return _in_relevant_area(game, _as_boxes(boxes, 4), frame_size)
+def in_area(boxes: np.ndarray, game_row, frame_size=FRAME_SIZE) -> np.ndarray:
+    """Mask of (n,4+) pixel boxes inside the relevant area of ``game_row`` (a Game)."""
+    return _in_relevant_area(game_row, _as_boxes(boxes, 4), frame_size)
 
 
 # --------------------------------------------------------------------------- joint (§6.4)

@@ -327,7 +327,7 @@ def track_sequence(frames, detector, tracker: Tracker, batch_size: int = 32):
     return out
 
 
-def ground_truth_frames(rows, game, n_frames: int):
+def ground_truth_frames(rows, game_row, n_frames: int):
     """Ground-truth objects of one sequence: relevant labels inside the relevant area."""
     from spacemoc.geometry import in_relevant_area
 
@@ -348,7 +348,7 @@ def ground_truth_frames(rows, game, n_frames: int):
             if "relevant" in names and not bool(o["relevant"]):
                 continue
             x, y, w, h = (float(o[c]) for c in ("x", "y", "w", "h"))
-            if bool(in_relevant_area(game, np.array([x, y, w, h]))):
+            if bool(in_relevant_area(game_row, np.array([x, y, w, h]))):
                 frame.append((key, (x, y, w, h)))
         frames.append(frame)
     return frames

@@ -44,7 +44,7 @@ class ValidationProbe:
         with open_h5(data_path, "dataset") as f:
             samples = min(samples, f["frames"].shape[0])  # a small split: all of it
             self.frames = np.stack([f["frames"][i] for i in range(samples)])  # (S,T,H,W,3)
-            self.game = get_game(str(f.attrs["game"]))
+            self.game_row = get_game(str(f.attrs["game"]))
         self.objects = read_objects(data_path)[:samples]
         self.box_readout = box_readout
         self.data_path = Path(data_path)
@@ -75,7 +75,9 @@ class ValidationProbe:
                 arrays.update(match_batch(arrays, self.objects[start : start + BATCH_SAMPLES]))
                 parts.append(arrays)
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return Latents(**arrays, attrs={"game": self.game.name, "labels": list(self.game.labels)})
+        return Latents(
+            **arrays, attrs={"game": self.game_row.name, "labels": list(self.game_row.labels)}
+        )
 
 
 def scores(lat, objects) -> dict[str, float]:

@@ -295,4 +295,6 @@ def test_train_names_an_unknown_arm(tmp_path, capsys):
     args = ["train", "--data", str(tmp_path / "x.h5"), "--out", str(tmp_path), "--arm", "spacex"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "unknown model arm 'spacex'; known arms: slot, slot_moc, space, space_m, space_moc" in err
+    assert (
+        "unknown model arm 'spacex'; known arms: slot, slot_moc, space, space_m, space_moc" in err
+    )

@@ -44,13 +44,13 @@ def shipped_relevant_row(game: str) -> dict:
 @functools.cache
 def fresh_frames(game_name: str):
     """(frames, gt boxes, gt labels): the last frame of each 20-step random-play window."""
-    game = get_game(game_name)
-    env = make_env(game)
+    game_row = get_game(game_name)
+    env = make_env(game_row)
     agent = RandomAgent(env.nb_actions, np.random.default_rng(FRESH_SEED))
     reset(env, seed=FRESH_SEED)
     random_steps(env, agent, WARMUP_STEPS)  # as the data stage: no frames from the serve
     frames, boxes, labels = [], [], []
-    for window, objects in runs(env, agent, game, WINDOWS, span=20, T=1):
+    for window, objects in runs(env, agent, game_row, WINDOWS, span=20, T=1):
         rows = objects[-1]
         frames.append(window[-1])
         boxes.append(np.array([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4))

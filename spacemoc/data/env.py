@@ -27,14 +27,16 @@ OBJECT_DTYPE = np.dtype(
 FRAMESKIP = 4  # the ALE v5 default; every env id in the game table is ALE/<Game>-v5
 
 
-def make_env(game: Game):
+def make_env(game_row: Game):
     """An OCAtari env in RAM mode that returns raw RGB frames; HUD objects are not collected."""
     from ocatari.core import OCAtari
 
     # ALE prints its banner on stdout; keep logs clean.
     with contextlib.redirect_stdout(io.StringIO()):
         # create_buffer_stacks=[]: OCAtari's default list is shared across instances.
-        env = OCAtari(game.env_id, mode="ram", hud=False, obs_mode="ori", create_buffer_stacks=[])
+        env = OCAtari(
+            game_row.env_id, mode="ram", hud=False, obs_mode="ori", create_buffer_stacks=[]
+        )
     return env
 
 
@@ -89,7 +91,7 @@ def random_steps(env, agent: RandomAgent, n: int):
     return obs
 
 
-def frame_objects(env, game: Game) -> list[tuple[float, float, float, float, int, bool]]:
+def frame_objects(env, game_row: Game) -> list[tuple[float, float, float, float, int, bool]]:
     """Ground truth of the current frame: (x, y, w, h, label, relevant) in frame pixels.
 
     OCAtari placeholders (``NoObject``, zero-size slots) are dropped, boxes are clipped to the
@@ -109,12 +111,14 @@ def frame_objects(env, game: Game) -> list[tuple[float, float, float, float, int
         x1, y1 = min(x + w, float(FRAME_WIDTH)), min(y + h, float(FRAME_HEIGHT))
         if x1 <= x0 or y1 <= y0:
             continue
-        if name not in game.labels:
+        if name not in game_row.labels:
             raise ValueError(
-                f"OCAtari returned class {name!r} for {game.name}, which is not in its label "
-                f"table {game.labels}; is the pinned ocatari version installed?"
+                f"OCAtari returned class {name!r} for {game_row.name}, which is not in its label "
+                f"table {game_row.labels}; is the pinned ocatari version installed?"
             )
-        rows.append((x0, y0, x1 - x0, y1 - y0, game.labels.index(name), name in game.relevant))
+        rows.append(
+            (x0, y0, x1 - x0, y1 - y0, game_row.labels.index(name), name in game_row.relevant)
+        )
     return rows
 
 

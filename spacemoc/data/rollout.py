@@ -69,7 +69,7 @@ def _not_black(obs: np.ndarray) -> bool:
     return bool(flat.any())
 
 
-def runs(env, agent: RandomAgent, game, n: int, span: int, T: int):
+def runs(env, agent: RandomAgent, game_row, n: int, span: int, T: int):
     """Yield ``n`` runs: (frames (span,210,160,3), objects of each of the last T frames)."""
     frames: list[np.ndarray] = []
     objects: list[list] = []
@@ -81,7 +81,7 @@ def runs(env, agent: RandomAgent, game, n: int, span: int, T: int):
         elif _not_black(obs):
             frames.append(obs.copy())
             if len(frames) > span - T:
-                objects.append(frame_objects(env, game))
+                objects.append(frame_objects(env, game_row))
         if len(frames) == span:
             yield np.stack(frames), objects
             made += 1
@@ -99,20 +99,20 @@ def _rows(sample: int, t: int, boxes, label=None, relevant=None) -> list[tuple]:
 
 
 def collect_chunk(task: ChunkTask, background: np.ndarray) -> ChunkResult:
-    game = get_game(task.game)
+    game_row = get_game(task.game)
     env_seed, agent_rng = seeds_for_chunk(task.split_seed, task.chunk)
-    env = make_env(game)
+    env = make_env(game_row)
     agent = RandomAgent(env.nb_actions, agent_rng)
     reset(env, env_seed)
     random_steps(env, agent, WARMUP_STEPS)
-    colours = ColourScore(background, game.name)
+    colours = ColourScore(background, game_row.name)
 
     n, T = task.n_samples, task.T
     frames = np.empty((n, T, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     motion = np.empty((n, T, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     objects: list[tuple] = []
     found: list[tuple] = []
-    for i, (run, run_objects) in enumerate(runs(env, agent, game, n, task.span, T)):
+    for i, (run, run_objects) in enumerate(runs(env, agent, game_row, n, task.span, T)):
         sample = task.first_sample + i
         kept = run[-T:]
         frames[i] = preprocess_frames(kept)

@@ -175,7 +175,7 @@ def make_plots(
 
     out_dir = Path(out_dir)
     lat = load_latents(latents_path, data_path=data_path)
-    game = get_game(lat.game)
+    game_row = get_game(lat.game)
     clf = ZWhatClassifier.load(classifier_path, game=lat.game)
     names = list(lat.labels)
     gt_boxes, gt_labels = ground_truth(data_path)
@@ -197,16 +197,16 @@ def make_plots(
         [gt_labels[i] for i in idx],
         names,
         out_dir / "detections.png",
-        title=f"{game.name}: predictions (red), ground truth (green)",
+        title=f"{game_row.name}: predictions (red), ground truth (green)",
     )
 
-    rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, game)
+    rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, lat.game)
     curves = {}
     for name, (p, g) in {"all": (pred, gt_boxes), "relevant": (rel_pred, rel_gt)}.items():
         precision, recall, _ = precision_recall_curve(p, g)
         curves[name] = (precision, recall)
     out["pr_curve"] = plot_pr_curves(
-        curves, out_dir / "pr_curve.png", title=f"{game.name}: precision-recall (IoU 0.5)"
+        curves, out_dir / "pr_curve.png", title=f"{game_row.name}: precision-recall (IoU 0.5)"
     )
 
     enc = collect_encodings(lat, "all")
@@ -216,13 +216,13 @@ def make_plots(
     out["train_curves"] = plot_training_curves(train_curves_path, out_dir / "train_curves.png")
 
     joint = joint_evaluation(lat, gt_boxes, gt_labels, clf)
-    keep = [*game.relevant_indices, len(names), len(names) + 1]
+    keep = [*game_row.relevant_indices, len(names), len(names) + 1]
     matrix = joint["confusion"][np.ix_(keep, keep)]
-    tick_names = [names[i] for i in game.relevant_indices] + ["not an object", "not detected"]
+    tick_names = [names[i] for i in game_row.relevant_indices] + ["not an object", "not detected"]
     out["confusion"] = plot_confusion(
         matrix,
         tick_names,
         out_dir / "confusion.png",
-        title=f"{game.name}: joint F1 {joint['f1']:.3f}",
+        title=f"{game_row.name}: joint F1 {joint['f1']:.3f}",
     )
     return out

@@ -49,10 +49,10 @@ def evaluate_tracking(
         game_name = f.attrs.get("game", detector.game)
         if isinstance(game_name, bytes):
             game_name = game_name.decode()
-        game = get_game(str(game_name))
-        if game.name != detector.game:
+        game_row = get_game(str(game_name))
+        if game_row.name != detector.game:
             raise ValueError(
-                f"{tracking_h5} holds {game.name!r} frames but the detector is for "
+                f"{tracking_h5} holds {game_row.name!r} frames but the detector is for "
                 f"{detector.game!r}"
             )
         n = ds.shape[0] if max_sequences is None else min(max_sequences, ds.shape[0])
@@ -60,7 +60,7 @@ def evaluate_tracking(
         for i in tqdm(range(n), desc="tracking", unit="seq"):
             frames = ds[i]  # one sample at a time: fancy indexing is slow
             hyp = track_sequence(frames, detector, tracker)
-            gt = ground_truth_frames(objects[i], game, len(hyp))
+            gt = ground_truth_frames(objects[i], game_row, len(hyp))
             sequences.append(list(zip(gt, hyp, strict=True)))
     metrics = mot_metrics(sequences)
     write_metrics_csv(out_csv, {"subset": "relevant", **metrics})
@@ -79,16 +79,16 @@ def ground_truth_tracking(
         raise ValueError(f"drop must be in [0, 1), got {drop}")
 
     with open_h5(tracking_h5, "tracking data") as f:
-        game = get_game(str(f.attrs["game"]))
+        game_row = get_game(str(f.attrs["game"]))
         T = f["frames"].shape[1]
     rng = np.random.default_rng(seed)
     sequences = []
     for rows in read_table(tracking_h5, "objects"):
-        gt = ground_truth_frames(rows, game, T)
+        gt = ground_truth_frames(rows, game_row, T)
         tracker, seq = Tracker(**tracker_kwargs), []
         for frame in gt:
             dets = [
-                _Box(game.labels[key[0]] if isinstance(key, tuple) else "object", *box)
+                _Box(game_row.labels[key[0]] if isinstance(key, tuple) else "object", *box)
                 for key, box in frame
                 if rng.random() >= drop
             ]
