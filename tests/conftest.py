@@ -30,6 +30,7 @@ def compat_fixture() -> Path:
 TINY_TARGETS = (
     "results/pong/eval.csv",
     "results/summary.csv",
+    "results/results.md",
     "results/pong/space_moc/seed0/detector",
 )
 

@@ -370,3 +370,23 @@ def test_tracking_csv_of_the_tracking_stage(tmp_path):
     assert values["relevant"]["mota"] == 0.0  # negative MOTA written as 0
     assert _cell(values["relevant"]["idf1"]) == ""  # NaN -> empty cell
     assert tracking_values(tmp_path / "missing.csv") == {} and tracking_values(None) == {}
+
+
+def test_results_table_gives_mean_and_std_per_arm_beside_the_published_figures(tmp_path):
+    from spacemoc.stages.evaluate import COLUMNS, results_table, write_rows
+
+    def row(model, seed, f):
+        values = dict.fromkeys(COLUMNS, "")
+        values.update(game="pong", model=model, seed=seed, subset="relevant", f_score=f)
+        return values
+
+    rows = [row("space_moc", "0", 0.9), row("space_moc", "1", 0.8), row("space", "0", 0.5)]
+    rows += [dict(row("space_moc", "0", 0.1), subset="all"), row("bgsub", "-", 0.7)]
+    write_rows(rows, tmp_path / "summary.csv")
+    text = results_table(tmp_path / "summary.csv", tmp_path / "results.md")
+    assert (tmp_path / "results.md").read_text() == text
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| space_moc | 2 | 0.850 ± 0.071 |" in lines["| space_moc"]
+    assert "| space | 1 | 0.500 |" in lines["| space"]
+    assert "| bgsub | - | 0.700 |" in lines["| bgsub"]
+    assert "0.928 ± 0.013" in lines["| published SPACE+MOC (GPU)"]

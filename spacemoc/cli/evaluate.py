@@ -1,5 +1,5 @@
 """The evaluation stage by hand: `spacemoc latents`, `classifier`, `bgsub`, `evaluate`,
-`aggregate`, `summary` and `plots` (the same functions the workflow's rules call)."""
+`aggregate`, `summary`, `results-table` and `plots` (the same functions the workflow's rules call)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=_summary)
 
     p = subparsers.add_parser(
+        "results-table",
+        help="summary.csv -> a markdown table of every game and arm beside published figures",
+        description=_results_table.__doc__,
+    )
+    p.add_argument("summary", type=Path, help="results/summary.csv (or one game's eval.csv)")
+    p.add_argument("--out", required=True, type=Path, help="markdown file to write")
+    p.set_defaults(func=_results_table)
+
+    p = subparsers.add_parser(
         "plots", help="figures of one trained model", description=_plots.__doc__
     )
     p.add_argument("--latents", required=True, type=Path, help="test latents HDF5")
@@ -215,6 +224,14 @@ def _summary(args) -> None:
 
     summary(args.evals, args.out)
     print(f"wrote {args.out}")
+
+
+def _results_table(args) -> None:
+    """Per game, every model arm's relevant-object figures (mean ± std over seeds), the
+    background-subtraction baseline and the published figures, as markdown."""
+    from spacemoc.stages.evaluate import results_table
+
+    print(results_table(args.summary, args.out))
 
 
 def _plots(args) -> None:

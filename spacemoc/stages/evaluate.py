@@ -262,3 +262,63 @@ def summary(eval_paths, out_path) -> list[dict]:
     rows = [row for path in eval_paths for row in read_rows(path)]
     write_rows(rows, out_path)
     return rows
+
+
+# --------------------------------------------------------------------------- results table
+
+TABLE_COLUMNS = {
+    "f_score": "relevant F",
+    "cluster_nn_accuracy": "cluster-NN",
+    "ami": "AMI",
+    "few_shot_64": "few-shot-64",
+    "joint_f1": "joint F1",
+    "mota": "MOTA",
+    "idf1": "IDF1",
+}
+
+
+def _mean_std(rows: list[dict], column: str) -> str:
+    """ "mean ± std" of the per-seed rows' ``column`` ("mean" alone for one seed)."""
+    values = [float(r[column]) for r in rows if r[column] != ""]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def results_table(summary_path, out_path) -> str:
+    """Markdown: per game, the relevant-object figures of every model arm (mean ± sample std over
+    its seeds, the seed count beside), the background-subtraction baseline and the published
+    figures (``spacemoc.published``); written to ``out_path`` and returned."""
+    from spacemoc.published import PUBLISHED
+
+    rows = [r for r in read_rows(summary_path) if r["subset"] == "relevant"]
+    lines = [
+        "# Results",
+        "",
+        f"Test split, relevant objects; made by the workflow from `{summary_path}`.",
+        "",
+    ]
+    header = "| model | seeds | " + " | ".join(TABLE_COLUMNS.values()) + " |"
+    rule = "|---|---|" + "---|" * len(TABLE_COLUMNS)
+    for game in dict.fromkeys(r["game"] for r in rows):
+        lines += [f"## {game}", "", header, rule]
+        game_rows = [r for r in rows if r["game"] == game]
+        for model in dict.fromkeys(r["model"] for r in game_rows):
+            group = [r for r in game_rows if r["model"] == model]
+            seeds = [r for r in group if r["seed"] not in ("mean", "std")]
+            count = "-" if model == BASELINE_MODEL else str(len(seeds))
+            cells = [_mean_std(seeds, column) for column in TABLE_COLUMNS]
+            lines.append(f"| {model} | {count} | " + " | ".join(cells) + " |")
+        sources: dict[str, dict[str, str]] = {}
+        for column, (value, source) in PUBLISHED.get(game, {}).items():
+            sources.setdefault(source, {})[column] = value
+        for source, values in sources.items():
+            cells = [values.get(column, "") for column in TABLE_COLUMNS]
+            lines.append(f"| {source} | | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    with atomic_path(out_path) as tmp:
+        Path(tmp).write_text(text)
+    return text

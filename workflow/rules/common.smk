@@ -14,6 +14,7 @@ def all_targets():
     """What `snakemake` with no target builds: every configured game's tables and figures."""
     return [
         "results/summary.csv",
+        "results/results.md",
         *expand("results/{game}/eval.csv", game=config["games"]),
         *expand(
             "results/{game}/{model}/plots/detections.png",

@@ -133,6 +133,23 @@ rule summary:
         "../scripts/summary.py"
 
 
+rule results_table:
+    input:
+        "results/summary.csv",
+    output:
+        report(
+            "results/results.md", caption="../report/results.rst", category="Metrics"
+        ),
+    log:
+        "logs/results_table.log",
+    benchmark:
+        "results/benchmarks/results_table.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
+    script:
+        "../scripts/results_table.py"
+
+
 # The figures of an arm show its first configured seed.
 rule plots:
     input:
