@@ -1,5 +1,5 @@
 """The evaluation stage by hand: `spacemoc latents`, `classifier`, `bgsub`, `evaluate`,
-`aggregate`, `summary`, `results-table` and `plots` (the same functions the workflow's rules call)."""
+`aggregate`, `summary`, `results-table` and `plots` (the functions the workflow's rules call)."""
 
 from __future__ import annotations
 
