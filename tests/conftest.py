@@ -31,6 +31,7 @@ TINY_TARGETS = (
     "results/pong/eval.csv",
     "results/summary.csv",
     "results/results.md",
+    "results/pong/control.csv",
     "results/pong/space_moc/seed0/detector",
 )
 

@@ -54,6 +54,14 @@ def add_game(parser, required: bool = False, help: str = "game name, e.g. pong")
     )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_env_seed(parser, help: str, default: int | None = None) -> None:
     parser.add_argument(
         "--env-seed", type=non_negative_int, default=default, metavar="SEED", help=help

@@ -1,6 +1,7 @@
 # Helpers shared by the rule files. The library does the work; rules only connect files.
 from spacemoc.arms import known_arms
-from spacemoc.games import GAMES, DATA_SPLITS
+from spacemoc.control import POLICIES
+from spacemoc.games import GAMES, DATA_SPLITS, get_game
 
 
 wildcard_constraints:
@@ -16,6 +17,10 @@ def all_targets():
         "results/summary.csv",
         "results/results.md",
         *expand("results/{game}/eval.csv", game=config["games"]),
+        *expand(
+            "results/{game}/control.csv",
+            game=[g for g in config["games"] if get_game(g).name in POLICIES],
+        ),
         *expand(
             "results/{game}/{model}/plots/detections.png",
             game=config["games"],
