@@ -173,7 +173,7 @@ def test_checkpoints_record_their_family_and_older_files_are_space(tmp_path):
     raw["model_config"]["compositing"] = "windowed"
     torch.save(raw, tmp_path / "old.pt")
     assert isinstance(load_checkpoint(tmp_path / "old.pt"), Space)
-    raw["family"] = "slots"
+    raw["family"] = "capsules"
     torch.save(raw, tmp_path / "unknown.pt")
-    with pytest.raises(ValueError, match="unknown model family 'slots'; known: space"):
+    with pytest.raises(ValueError, match="unknown model family 'capsules'; known: slot, space"):
         load_checkpoint(tmp_path / "unknown.pt")
