@@ -28,6 +28,8 @@ as `env.ram_objects`, e.g. to compare them with the detected ones.
 
 from __future__ import annotations
 
+import time
+
 import gymnasium as gym
 import numpy as np
 
@@ -516,6 +518,7 @@ class DetectedObjectsVector(gym.vector.VectorWrapper):
         mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         self._autoreset = gym.vector.AutoresetMode(mode)
         self._done = np.zeros(self.num_envs, dtype=bool)
+        self.detect_seconds = 0.0  # wall time spent in the detector since construction
 
     objects = property(lambda self: [e.objects for e in self.envs_objects])
     tracked_objects = property(lambda self: [e.tracked_objects for e in self.envs_objects])
@@ -541,9 +544,10 @@ class DetectedObjectsVector(gym.vector.VectorWrapper):
 
     def _observe(self, obs) -> None:
         frames = self._frames(obs)
-        for e, frame, dets in zip(
-            self.envs_objects, frames, self.detector.detect_batch(frames), strict=True
-        ):
+        began = time.perf_counter()
+        detections = self.detector.detect_batch(frames)
+        self.detect_seconds += time.perf_counter() - began
+        for e, frame, dets in zip(self.envs_objects, frames, detections, strict=True):
             _track_and_fill(e, frame, dets)
 
     def reset(self, **kwargs):
@@ -583,10 +587,10 @@ def make_vector_env(
     from spacemoc.games import get_game
 
     gym.register_envs(ale_py)
-    spec = get_game(game)
-    if detector.game != spec.name:
-        raise ValueError(f"the detector is for {detector.game!r}, not {spec.name!r}")
+    game_row = get_game(game)
+    if detector.game != game_row.name:
+        raise ValueError(f"the detector is for {detector.game!r}, not {game_row.name!r}")
     vec = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(spec.env_id, **gym_kwargs) for _ in range(num_envs)]
+        [lambda: gym.make(game_row.env_id, **gym_kwargs) for _ in range(num_envs)]
     )
     return DetectedObjectsVector(vec, detector, tracker_factory, slots=slots, merge_px=merge_px)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,7 +279,19 @@ def test_vector_env_one_batched_call_per_step():
         frames_tracked = [e.tracker.frame for e in env.envs_objects]
         assert frames_tracked == [step + 1 if step < 6 else step - 5] * 3
     assert calls == [3] * 8  # reset + 7 steps, each one batched call for the 3 envs
+    assert env.detect_seconds > 0
     env.close()
+
+
+def test_vector_env_example_prints_steps_per_second():
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "vector_envs_with_detector.py"
+    cmd = [sys.executable, str(example), "--pretrained", "pong", "--envs", "2", "--steps", "3"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "env steps/s" in result.stdout and "ms/frame" in result.stdout
 
 
 def test_vector_env_with_the_shipped_detector():
