@@ -62,6 +62,14 @@ def object_boxes(rows: np.ndarray) -> np.ndarray:
     )
 
 
+def frame_ground_truth(objects) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``objects`` ([sample][t] rows, as ``read_objects`` gives) -> per frame (flattened,
+    sample-major) the GT boxes (K,4) and labels (K,)."""
+    boxes = [object_boxes(rows) for sample in objects for rows in sample]
+    labels = [rows["label"].astype(np.int64) for sample in objects for rows in sample]
+    return boxes, labels
+
+
 def match_cells(z_pres_prob, boxes, gt_rows) -> np.ndarray:
     """Index of the GT object matched to every cell of one frame (-1: absent or unmatched)."""
     matched = np.full(len(z_pres_prob), -1, dtype=np.int64)

@@ -39,15 +39,14 @@ class ValidationProbe:
         from spacemoc.games import get_game
         from spacemoc.latents import read_objects
 
-        if samples < 2:
-            raise ValueError(f"train.eval_samples must be at least 2 (two halves), got {samples}")
+        if samples < 2:  # the encoding scores split the objects in two
+            raise ValueError(f"train.eval_samples must be at least 2, got {samples}")
         with open_h5(data_path, "dataset") as f:
             samples = min(samples, f["frames"].shape[0])  # a small split: all of it
             self.frames = np.stack([f["frames"][i] for i in range(samples)])  # (S,T,H,W,3)
             self.game_row = get_game(str(f.attrs["game"]))
         self.objects = read_objects(data_path)[:samples]
         self.box_readout = box_readout
-        self.data_path = Path(data_path)
 
     def measure(self, model, device) -> dict[str, float]:
         """``COLUMNS`` for ``model`` now; the model and the RNGs are left as they were."""
@@ -83,11 +82,10 @@ class ValidationProbe:
 def scores(lat, objects) -> dict[str, float]:
     """Relevant F and cluster-NN accuracy of ``lat`` against ``objects``, as eval.csv computes
     them (NaN when there are too few relevant objects to split)."""
-    from spacemoc.latents import collect_encodings, object_boxes
+    from spacemoc.latents import collect_encodings, frame_ground_truth
     from spacemoc.metrics import detection_scores, encoding_scores, relevant_subset
 
-    gt_boxes = [object_boxes(rows) for sample in objects for rows in sample]
-    gt_labels = [rows["label"].astype(np.int64) for sample in objects for rows in sample]
+    gt_boxes, gt_labels = frame_ground_truth(objects)
     pred, gt, _, _ = relevant_subset(lat.predictions(), gt_boxes, gt_labels, lat.game)
     enc = collect_encodings(lat, "relevant")
     with warnings.catch_warnings():

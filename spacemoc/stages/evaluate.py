@@ -92,13 +92,9 @@ def read_rows(path: str | Path) -> list[dict]:
 
 def ground_truth(data_path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per frame (flattened, sample-major) GT boxes (K,4) and labels (K,)."""
-    from spacemoc.latents import object_boxes, read_objects
+    from spacemoc.latents import frame_ground_truth, read_objects
 
-    boxes, labels = [], []
-    for sample in read_objects(data_path):
-        for rows in sample:
-            boxes.append(object_boxes(rows))
-            labels.append(rows["label"].astype(np.int64))
+    boxes, labels = frame_ground_truth(read_objects(data_path))
     if not boxes:
         raise ValueError(f"{data_path} holds no frames: nothing to evaluate")
     return boxes, labels
