@@ -25,6 +25,13 @@ def check_box_readout(box_readout: str) -> str:
     return box_readout
 
 
+def check_infer_arguments(images, box_readout: str) -> None:
+    """What every family's ``infer`` checks first: the readout name and a (B, C, H, W) batch."""
+    check_box_readout(box_readout)
+    if images.dim() != 4:
+        raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
+
+
 def default_box_readout() -> str:
     """The readout when nothing records one: the config schema's ``eval.boxes`` default, the
     one the workflow uses."""

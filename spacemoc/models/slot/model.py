@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spacemoc.models.readouts import check_box_readout
+from spacemoc.models.readouts import check_infer_arguments
 
 from .config import SlotConfig
 from .masks import mask_objects
@@ -164,9 +164,7 @@ class SlotAttentionModel(nn.Module):
         pixels, [scale_x, scale_y, centre_x, centre_y], centres in [-1,1]) and z_what (B,K,D)
         (the slot). A slot has no glimpse: both box readouts are the mask's extent.
         ``present_only`` zeroes the z_what of slots at or below ``threshold``."""
-        check_box_readout(box_readout)
-        if images.dim() != 4:
-            raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
+        check_infer_arguments(images, box_readout)
         out = self(images.float())
         prob, z_where = mask_objects(out["masks"], self.config)
         z_what = out["slots"].float()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spacemoc.models.readouts import check_box_readout
+from spacemoc.models.readouts import check_infer_arguments
 
 from .bg import SpaceBg
 from .boxes import ALPHA_THRESHOLD, alpha_extent
@@ -133,9 +133,7 @@ class Space(nn.Module):
         their decoded alpha (``spacemoc.models.space.boxes``); ``z_where_glimpse`` is then the box
         z_what was encoded from.
         """
-        check_box_readout(box_readout)
-        if images.dim() != 4:
-            raise ValueError(f"infer expects images (B, 3, H, W), got shape {tuple(images.shape)}")
+        check_infer_arguments(images, box_readout)
         x = self._flatten_input(images)
         z_pres_prob, z_where = self._encode_cells(x)  # (B,N), (B,N,4)
         B, N = z_pres_prob.shape
