@@ -1,9 +1,30 @@
-"""Checks of a family's settings as a workflow config gives them (shared by the families'
-``build_configs``)."""
+"""A family's settings as plain dicts: configs rebuilt from the dicts checkpoints store, and
+checks of the settings a workflow config gives (shared by the families' ``build_configs``)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+
+class DictConfig:
+    """``to_dict`` / ``from_dict`` of a config dataclass, as checkpoints store it: unknown keys
+    are a ValueError naming them and the valid ones."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} key(s) {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
 
 # Python types a config value may have for a dataclass field of each annotated type.
 _ACCEPTED_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}

@@ -3,26 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-
-class _FromDict:
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-        return cls(**values)
+from spacemoc.models.settings import DictConfig
 
 
 @dataclass
-class SlotConfig(_FromDict):
+class SlotConfig(DictConfig):
     img_size: int = 128  # square input side (spacemoc.geometry.IMAGE_SIZE)
     num_slots: int = 10
     slot_dim: int = 64  # the encoding a slot gives the classifier
@@ -50,7 +37,7 @@ class SlotConfig(_FromDict):
 
 
 @dataclass
-class SlotMocConfig(_FromDict):
+class SlotMocConfig(DictConfig):
     """The slot family's training: MOC losses for slots and the optimiser.
 
     total = reconstruction + (1 - λ)·motion_weight·motion + λ·continuity_weight·continuity, λ

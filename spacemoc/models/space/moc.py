@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from spacemoc.models.settings import DictConfig
 
 # Fields of earlier versions that stored configs may still hold: motion_kind was recorded only
 # (the dataset's motion maps are set by data.motion_kind).
@@ -24,7 +26,7 @@ RETIRED = ("motion_kind",)
 
 
 @dataclass
-class MocConfig:
+class MocConfig(DictConfig):
     """MOC hyperparameters; defaults are the reference's (``moc_cfg.py``, spec §3.6)."""
 
     # OC (object continuity) contrastive loss
@@ -56,22 +58,11 @@ class MocConfig:
         if self.variance_steps < 2:
             raise ValueError(f"MocConfig.variance_steps must be >= 2, got {self.variance_steps}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict) -> MocConfig:
         """From a dict; keys of earlier versions (``RETIRED``, e.g. in stored checkpoints) are
         dropped."""
-        values = {k: v for k, v in values.items() if k not in RETIRED}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown MocConfig key(s) {', '.join(unknown)}; "
-                f"valid keys: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return super().from_dict({k: v for k, v in values.items() if k not in RETIRED})
 
 
 # ----------------------------------------------------------------------------------------------
