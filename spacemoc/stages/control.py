@@ -13,8 +13,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
-
 from spacemoc.atomic import atomic_path
 
 COLUMNS = (
@@ -75,13 +73,13 @@ def control(
 
 
 def _mean_std(runs: list[dict]) -> list[dict]:
+    from spacemoc.stages.evaluate import mean_and_std
+
     mean = {k: runs[0][k] for k in ("game", "model", "steps")}
     mean["seed"] = "mean"
     std = dict(mean, seed="std")
     for key in VALUES:
-        values = np.array([float(r[key]) for r in runs if key in r])
-        mean[key] = float(values.mean()) if len(values) else ""
-        std[key] = float(values.std(ddof=1)) if len(values) > 1 else ""
+        mean[key], std[key] = mean_and_std([float(r[key]) for r in runs if key in r])
     return [mean, std]
 
 

@@ -90,6 +90,15 @@ def read_rows(path: str | Path) -> list[dict]:
 # --------------------------------------------------------------------------- pieces
 
 
+def mean_and_std(values) -> tuple[float | str, float | str]:
+    """Mean and sample standard deviation of per-seed values; "" where undefined (no value; one
+    value for the std)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean()) if len(values) else ""
+    std = float(values.std(ddof=1)) if len(values) > 1 else ""
+    return mean, std
+
+
 def ground_truth(data_path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per frame (flattened, sample-major) GT boxes (K,4) and labels (K,)."""
     from spacemoc.latents import frame_ground_truth, read_objects
@@ -244,9 +253,8 @@ def aggregate(metrics_paths, out_path, baseline_path=None) -> list[dict]:
             mean = {"game": group[0]["game"], "model": model, "seed": "mean", "subset": subset}
             std = dict(mean, seed="std")
             for column in VALUE_COLUMNS:
-                values = np.array([float(r[column]) for r in group if r[column] != ""])
-                mean[column] = values.mean() if len(values) else ""
-                std[column] = values.std(ddof=1) if len(values) > 1 else ""
+                values = [float(r[column]) for r in group if r[column] != ""]
+                mean[column], std[column] = mean_and_std(values)
             rows += [mean, std]
     rows += baseline
     write_rows(rows, out_path)
@@ -275,12 +283,10 @@ TABLE_COLUMNS = {
 
 def _mean_std(rows: list[dict], column: str) -> str:
     """ "mean ± std" of the per-seed rows' ``column`` ("mean" alone for one seed)."""
-    values = [float(r[column]) for r in rows if r[column] != ""]
-    if not values:
+    mean, std = mean_and_std([float(r[column]) for r in rows if r[column] != ""])
+    if mean == "":
         return ""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return f"{mean:.3f}" if std == "" else f"{mean:.3f} ± {std:.3f}"
 
 
 def results_table(summary_path, out_path) -> str:
