@@ -203,9 +203,20 @@ def dataset_arguments(config: dict, split: str, **overrides) -> dict:
         "window": data["window"],
         "seed": data["split_seeds"][split],
         "motion_kind": data["motion_kind"],
+        **({"epsilon": data["agent_epsilon"]} if split == "agent" else {}),
         **overrides,
     }
     return {**kwargs, "config": {"data": {"split": split, **kwargs}}}
+
+
+def classifier_splits(config: dict, game: str) -> list[str]:
+    """The splits whose latents the classifier is fit on: validation, and the agent split when
+    ``data.sizes.agent`` > 0 and the game has a control policy to play it."""
+    from spacemoc.control import POLICIES
+    from spacemoc.games import get_game
+
+    agent = config["data"]["sizes"].get("agent", 0) > 0 and get_game(game).name in POLICIES
+    return ["validation", "agent"] if agent else ["validation"]
 
 
 def training_recipe(config: dict, game: str, model: str) -> dict:

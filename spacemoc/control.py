@@ -63,6 +63,17 @@ def boxing_policy(objects, meanings: Sequence[str]) -> int:
 POLICIES: dict[str, Callable] = {"pong": pong_policy, "boxing": boxing_policy}
 
 
+def policy_for(game: str) -> Callable:
+    """The control policy of ``game`` (a name as the game table takes it); a clear error for a
+    game without one."""
+    from spacemoc.games import get_game
+
+    name = get_game(game).name
+    if name not in POLICIES:
+        raise ValueError(f"no control policy for {name!r}; games with one: {', '.join(POLICIES)}")
+    return POLICIES[name]
+
+
 def play(env, policy: Callable | None, steps: int, seed: int, source: str) -> dict:
     """Play ``steps`` steps from ``env.reset(seed=seed)`` (a new episode after each end) and
     return the points won (rewards > 0), lost (rewards < 0), the return (their sum), episodes

@@ -29,6 +29,7 @@ as `env.ram_objects`, e.g. to compare them with the detected ones.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import gymnasium as gym
 import numpy as np
@@ -305,6 +306,31 @@ def _is_ocatari(env) -> bool:
     return not isinstance(env, gym.Env) and hasattr(env, "_env") and hasattr(env, "objects")
 
 
+def agent_tracker() -> Tracker:
+    """The tracker an agent's env uses by default (measured on Pong's rule policy, docs/control.md):
+
+    - ``max_distance=40``: Pong's paddle moves up to 23 pixels a frame; a tighter gate starts a
+      new track each frame and leaves the old one coasting beside it;
+    - ``label_window=1``: an object's label is its detection's; longer memories carried a label
+      across two crossing objects (a ball passing a paddle took the paddle's label);
+    - ``hold_frames=2``: an object the detector misses for up to 2 frames (the ball touching a
+      paddle) is reported where it was heading."""
+    return Tracker(max_distance=40.0, label_window=1, hold_frames=2)
+
+
+def _fill_misses(tracks, capacity: dict[str, int]):
+    """The tracks seen in this frame, and of the coasting ones (a tracker with `hold_frames`)
+    those that fill a class's slots the detector left empty this frame, most recently seen
+    first: a coasting track stands in for a missed object, not beside its own new track."""
+    seen = [t for t in tracks if t.missed == 0]
+    count = Counter(t.label for t in seen)
+    for t in sorted((t for t in tracks if t.missed > 0), key=lambda t: t.missed):
+        if count[t.label] < capacity.get(t.label, 0):
+            seen.append(t)
+            count[t.label] += 1
+    return seen
+
+
 def _track_and_fill(holder, frame, detections) -> None:
     """Track `detections` of `frame`; fill `holder`'s `tracked_objects` and `objects` (its slots).
 
@@ -312,7 +338,7 @@ def _track_and_fill(holder, frame, detections) -> None:
     `DetectedObjectsVector`."""
     holder.frame = frame
     holder.detections = detections
-    tracks = holder.tracker.update(holder.detections)
+    tracks = _fill_misses(holder.tracker.update(holder.detections), dict(holder.slots.layout))
     objects, last = [], {}
     for t in tracks:
         obj = DetectedObject(
@@ -342,7 +368,7 @@ class DetectedObjects(gym.Wrapper):
     Args:
         env: a gymnasium ALE env (`gym.make("ALE/Pong-v5")`, any obs type) or an OCAtari env.
         detector: a `spacemoc.Detector` for the env's game.
-        tracker: a `spacemoc.Tracker` (default `Tracker()`); reset at every episode start.
+        tracker: a `spacemoc.Tracker` (default `agent_tracker()`); reset at every episode start.
         slots: True (default): `objects` is OCAtari's fixed slot list for the game (`hud=False`
             layout, `NoObject` placeholders, duplicates resolved; see `ObjectSlots`). False:
             `objects` is the variable-length list of tracked objects (`tracked_objects`).
@@ -372,7 +398,7 @@ class DetectedObjects(gym.Wrapper):
         if not game_row.slots:
             raise ValueError(f"the game table has no object slots for {game_row.name!r}")
         self.detector = detector
-        self.tracker = tracker if tracker is not None else Tracker()
+        self.tracker = tracker if tracker is not None else agent_tracker()
         self.slots = ObjectSlots(game_row.slots, merge_px=merge_px, ns_meaning=game_row.ns_meaning)
         self.use_slots = bool(slots)
         self.objects: list[DetectedObject] = []
@@ -500,13 +526,14 @@ class DetectedObjectsVector(gym.vector.VectorWrapper):
     (next-step or same-step mode).
     """
 
-    def __init__(self, env, detector, tracker_factory=Tracker, *, slots=True, merge_px=3.0):
+    def __init__(self, env, detector, tracker_factory=None, *, slots=True, merge_px=3.0):
         super().__init__(env)
         from spacemoc.games import get_game
 
         game_row = get_game(detector.game)
         self.detector = detector
         self.use_slots = bool(slots)
+        tracker_factory = tracker_factory or agent_tracker
         self.envs_objects = [
             _EnvObjects(
                 tracker_factory(),
@@ -574,7 +601,7 @@ def make_vector_env(
     game: str,
     detector,
     num_envs: int,
-    tracker_factory=Tracker,
+    tracker_factory=None,
     *,
     slots: bool = True,
     merge_px: float = 3.0,

@@ -283,8 +283,9 @@ GAMES: dict[str, Game] = {
 }
 
 SPLITS = ("train", "validation", "test")
-# Long consecutive sequences for judging trackers (the tracking issue).
-DATA_SPLITS = (*SPLITS, "tracking")
+# tracking: long consecutive sequences for judging trackers; agent: frames the game's control
+# policy visits (spacemoc.control), which the classifier also learns from.
+DATA_SPLITS = (*SPLITS, "tracking", "agent")
 
 
 def game_key(name: str) -> str:

@@ -16,7 +16,7 @@ criterion of the detection precision/recall, spec §5.2), so the tiny Atari obje
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,12 +40,15 @@ class Track:
     hits: int = 1  # frames with a matched detection
     missed: int = 0  # consecutive frames without one
     z_what: np.ndarray | None = field(default=None, repr=False)  # unit-norm appearance code
-    label_votes: Counter = field(default_factory=Counter, repr=False)
+    # labels of the matched detections, newest last; a maxlen keeps only the recent ones
+    recent_labels: deque = field(default_factory=deque, repr=False)
 
     @property
     def label(self) -> str | None:
-        """The label the detections of this track carried most often (ties: first seen)."""
-        return self.label_votes.most_common(1)[0][0] if self.label_votes else None
+        """The label the track's (recent) detections carried most often (ties: first seen)."""
+        if not self.recent_labels:
+            return None
+        return Counter(self.recent_labels).most_common(1)[0][0]
 
     @property
     def center(self) -> tuple[float, float]:
@@ -78,6 +81,13 @@ class Tracker:
         label_penalty: added to the cost when the detection's label differs from the track's.
         velocity_momentum: how much of the previous velocity is kept at each update (0: the last
             displacement only).
+        label_window: a track's label is the majority of its last `label_window` detections'
+            labels (None: of all of them). A short window lets a track that took over another
+            object's detections (two objects crossing) take their label too, instead of carrying
+            the old one for as long as it had it.
+        hold_frames: `update` also returns tracks missed for at most this many frames, at their
+            coasted position (0: matched tracks only, as MOT scoring wants). An agent would
+            rather see a ball the detector lost for a frame where it is heading than not at all.
 
     `update(detections)` takes anything with `label, x, y, w, h` (optionally `score`, `z_what`),
     e.g. the `Detection`s of `spacemoc.Detector`, and returns the tracks matched in this frame.
@@ -91,6 +101,8 @@ class Tracker:
         label_penalty: float = 0.5,
         velocity_momentum: float = 0.0,
         reid_frames: int = 30,
+        label_window: int | None = None,
+        hold_frames: int = 0,
     ):
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
@@ -102,12 +114,20 @@ class Tracker:
             raise ValueError(f"velocity_momentum must be in [0, 1), got {velocity_momentum}")
         if reid_frames < 0:
             raise ValueError(f"reid_frames must be >= 0, got {reid_frames}")
+        if hold_frames < 0 or hold_frames > max_missed:
+            raise ValueError(
+                f"hold_frames must be in [0, max_missed={max_missed}], got {hold_frames}"
+            )
+        if label_window is not None and label_window < 1:
+            raise ValueError(f"label_window must be >= 1 or None, got {label_window}")
         self.max_missed = max_missed
         self.max_distance = float(max_distance)
         self.appearance_weight = float(appearance_weight)
         self.label_penalty = float(label_penalty)
         self.velocity_momentum = float(velocity_momentum)
         self.reid_frames = int(reid_frames)
+        self.label_window = label_window
+        self.hold_frames = int(hold_frames)
         self.reset()
 
     def reset(self) -> None:
@@ -121,6 +141,12 @@ class Tracker:
     def active(self) -> list[Track]:
         """Tracks matched in the last update."""
         return [t for t in self.tracks if t.missed == 0]
+
+    @property
+    def reported(self) -> list[Track]:
+        """What `update` returns: the tracks matched in the last update, and those coasting for
+        at most `hold_frames` frames."""
+        return [t for t in self.tracks if t.missed <= self.hold_frames]
 
     def cost_matrix(self, detections) -> np.ndarray:
         """(tracks, detections) assignment cost; `_INFEASIBLE` outside the distance gate."""
@@ -189,7 +215,7 @@ class Tracker:
                 survivors.append(self._new_track(detections[j]))
         self.tracks = survivors
         self.frame += 1
-        return self.active
+        return self.reported
 
     def _reidentify(self, detections, unmatched_d, matched_t) -> dict[int, int]:
         """Unique-label re-identification: a detection left over by the assignment whose label
@@ -215,7 +241,7 @@ class Tracker:
             code = _unit(getattr(d, "z_what", None))
             if code is not None:
                 t.z_what = code
-            t.label_votes[d.label] += 1
+            t.recent_labels.append(d.label)
             t.hits += 1
             t.missed = 0
             revived[t.id] = j
@@ -230,8 +256,9 @@ class Tracker:
             h=float(d.h),
             score=float(getattr(d, "score", 1.0)),
             z_what=_unit(getattr(d, "z_what", None)),
+            recent_labels=deque(maxlen=self.label_window),
         )
-        t.label_votes[d.label] += 1
+        t.recent_labels.append(d.label)
         self._next_id += 1
         return t
 
@@ -250,7 +277,7 @@ class Tracker:
         if code is not None:
             # A running mean of the unit codes tolerates one odd glimpse.
             t.z_what = code if t.z_what is None else _unit(0.5 * t.z_what + 0.5 * code)
-        t.label_votes[d.label] += 1
+        t.recent_labels.append(d.label)
         t.hits += 1
         t.missed = 0
 

@@ -146,3 +146,57 @@ def test_a_model_that_finds_nothing_gets_an_empty_classifier(tmp_path):
     back = ZWhatClassifier.load(tmp_path / "c.npz", game="pong")
     assert back.empty and back.predict(np.ones((3, d))).tolist() == [0, 0, 0]
     assert clf.to_sklearn().predict(np.ones((2, d))).tolist() == [0, 0]
+
+
+def _latents_file(path, codes, labels, model_sha256="abc"):
+    """A latents file with one present cell per frame: ``codes`` (n,D) and their label names."""
+    import h5py
+
+    from spacemoc.latents import FORMAT
+
+    game = get_game("pong")
+    n, d = len(codes), codes.shape[1]
+    with h5py.File(path, "w") as f:
+        f["z_pres_prob"] = np.ones((n, 1, 1), np.float32)
+        f["z_where"] = np.zeros((n, 1, 1, 4), np.float32)  # a box in the middle of the frame
+        f["z_what"] = codes.reshape(n, 1, 1, d).astype(np.float32)
+        f["label"] = np.array([game.labels.index(x) for x in labels], np.int16).reshape(n, 1, 1)
+        f["gt_index"] = np.zeros((n, 1, 1), np.int32)
+        f.attrs.update(format=FORMAT, game="pong", labels=list(game.labels), split="validation",
+                       n_samples=n, model_path="m", model_step=0, model_sha256=model_sha256,
+                       data_path="d")  # fmt: skip
+    return path
+
+
+def test_the_classifier_learns_from_the_agent_split_too(tmp_path):
+    """A class the validation frames show only one way (a paddle in full) is recognised in the
+    other way (a paddle half behind the wall) once the agent split's latents join the fit."""
+    from spacemoc.stages.classifier import train_classifier
+
+    rng = np.random.default_rng(0)
+
+    def around(centre, n):
+        return np.asarray(centre, float) + 0.05 * rng.standard_normal((n, 2))
+
+    full_player, ball, enemy = around([0, 3], 30), around([3, 0], 30), around([-3, 0], 30)
+    stub = around([2.0, 0.8], 30)  # nearer the ball's codes than the full paddle's
+    validation = _latents_file(
+        tmp_path / "validation.h5",
+        np.concatenate([full_player, ball, enemy]),
+        ["Player"] * 30 + ["Ball"] * 30 + ["Enemy"] * 30,
+    )
+    agent = _latents_file(
+        tmp_path / "agent.h5", np.concatenate([stub, full_player]), ["Player"] * 60
+    )
+    labels = get_game("pong").labels
+    test_stub = around([2.0, 0.8], 10)
+
+    alone = train_classifier(validation, tmp_path / "a.npz", kind="ridge", shots=1000)
+    both = train_classifier([validation, agent], tmp_path / "b.npz", kind="ridge", shots=1000)
+    assert {labels[i] for i in alone.predict(test_stub)} == {"Ball"}
+    assert {labels[i] for i in both.predict(test_stub)} == {"Player"}
+    assert [labels[i] for i in both.predict(around([3, 0], 1))] == ["Ball"]
+
+    other_model = _latents_file(tmp_path / "other.h5", stub, ["Player"] * 30, model_sha256="def")
+    with pytest.raises(ValueError, match="different model_sha256"):
+        train_classifier([validation, other_model], tmp_path / "c.npz")

@@ -117,7 +117,7 @@ def test_same_arrays_for_any_worker_count(work, background, monkeypatch):
 def test_motion_boxes_cover_moving_objects(background):
     """>= 0.9 of Pong's relevant objects that differ from the background get a motion box
     whose centre lies inside them (measured 0.99 over 1000 objects; the ball is the hard one)."""
-    from spacemoc.data.env import RandomAgent, make_env, random_steps, seeds_for_chunk
+    from spacemoc.data.env import RandomAgent, agent_steps, make_env, seeds_for_chunk
     from spacemoc.data.motion import ColourScore, motion_boxes, motion_maps
 
     game = get_game("pong")
@@ -126,7 +126,7 @@ def test_motion_boxes_cover_moving_objects(background):
     env_seed, rng = seeds_for_chunk(11, 0)
     env.reset(seed=env_seed)
     agent = RandomAgent(env.nb_actions, rng)
-    random_steps(env, agent, rollout.WARMUP_STEPS)
+    agent_steps(env, agent, rollout.WARMUP_STEPS)
     colours = ColourScore(bg, "pong")
     moving = covered = 0
     for run, objects in rollout.runs(env, agent, game, 40, 20, 4):
@@ -154,7 +154,7 @@ def test_tracking_split_is_consecutive(work, background):
         stored = f["frames"][()]
     # The stored frames are 12 consecutive env steps of the seeded rollout (after window - 1
     # steps of history), replayed here step by step.
-    from spacemoc.data.env import RandomAgent, make_env, random_steps, seeds_for_chunk
+    from spacemoc.data.env import RandomAgent, agent_steps, make_env, seeds_for_chunk
     from spacemoc.data.preprocess import preprocess_frames
 
     game = get_game("pong")
@@ -162,7 +162,7 @@ def test_tracking_split_is_consecutive(work, background):
     env_seed, rng = seeds_for_chunk(3, 0)
     env.reset(seed=env_seed)
     agent = RandomAgent(env.nb_actions, rng)
-    random_steps(env, agent, rollout.WARMUP_STEPS)
+    agent_steps(env, agent, rollout.WARMUP_STEPS)
     for i, (run, _objects) in enumerate(rollout.runs(env, agent, game, 2, 12 + 5 - 1, 12)):
         np.testing.assert_array_equal(stored[i], preprocess_frames(run[-12:]))
     assert not np.array_equal(stored[0, 0], stored[0, 1])
@@ -303,3 +303,34 @@ def test_dataset_without_motion_is_rejected(work, test_h5):
         dst.attrs.update(src.attrs)
     with pytest.raises(ValueError, match="lacks motion, motion_boxes"):
         AtariDataset(path)
+
+
+def test_agent_split_is_played_by_the_control_policy(work, background):
+    """The agent split: the same sampling as validation/test, actions from Pong's policy; a game
+    without a policy is refused before any rollout."""
+    path = make_dataset("pong", "agent", work / "agent.h5", background, 2, epsilon=0.25)
+    with h5py.File(path, "r") as f:
+        assert f["frames"].shape == (2, 4, 128, 128, 3)
+        assert (f.attrs["split"], f.attrs["seed"]) == ("agent", 4)
+        assert (f.attrs["policy"], f.attrs["epsilon"]) == ("control", 0.25)
+    with h5py.File(make_dataset("pong", "test", work / "t.h5", background, 1), "r") as f:
+        assert (f.attrs["policy"], f.attrs["epsilon"]) == ("random", 0.0)
+    with pytest.raises(ValueError, match="no control policy for 'tennis'"):
+        make_dataset("tennis", "agent", work / "never.h5", background, 1)
+    assert not (work / "never.h5").exists()
+
+
+def test_policy_agent_follows_the_policy_except_at_epsilon():
+    from spacemoc.data.env import PolicyAgent
+
+    class Env:
+        objects = []
+
+        def get_action_meanings(self):
+            return ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+    always_left = PolicyAgent(Env(), lambda objects, meanings: 3, np.random.default_rng(0), 0.0)
+    assert {always_left.act() for _ in range(50)} == {3}
+    mixed = PolicyAgent(Env(), lambda objects, meanings: 3, np.random.default_rng(0), 0.5)
+    actions = [mixed.act() for _ in range(400)]
+    assert 0.55 < actions.count(3) / 400 < 0.7  # half the policy's, a quarter of the random ones

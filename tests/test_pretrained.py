@@ -17,7 +17,7 @@ import pytest
 
 import spacemoc
 from spacemoc import Detector
-from spacemoc.data.env import RandomAgent, make_env, random_steps, reset
+from spacemoc.data.env import RandomAgent, agent_steps, make_env, reset
 from spacemoc.data.rollout import WARMUP_STEPS, runs
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
@@ -48,7 +48,7 @@ def fresh_frames(game_name: str):
     env = make_env(game_row)
     agent = RandomAgent(env.nb_actions, np.random.default_rng(FRESH_SEED))
     reset(env, seed=FRESH_SEED)
-    random_steps(env, agent, WARMUP_STEPS)  # as the data stage: no frames from the serve
+    agent_steps(env, agent, WARMUP_STEPS)  # as the data stage: no frames from the serve
     frames, boxes, labels = [], [], []
     for window, objects in runs(env, agent, game_row, WINDOWS, span=20, T=1):
         rows = objects[-1]

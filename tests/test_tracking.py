@@ -265,3 +265,55 @@ def test_ground_truth_tracking_is_perfect_on_clean_boxes(tmp_path, capsys):
     assert "mota=1" in capsys.readouterr().out
     assert main(["track", "--data", str(tmp_path / "tracking.h5")]) == 2
     assert "--run and --out are needed" in capsys.readouterr().err
+
+
+def _det(label, x, y, w=4, h=4):
+    return Detection(label=label, x=x, y=y, w=w, h=h, score=1.0)
+
+
+def test_label_window_lets_a_track_take_its_detections_label():
+    """A track that took over another object's detections (two objects crossing) keeps the old
+    label by full-history majority, and takes the new one within a window of recent labels."""
+    for window, expected in ((None, "Enemy"), (1, "Ball"), (3, "Ball")):
+        tracker = Tracker(label_window=window)
+        for _ in range(5):
+            tracker.update([_det("Enemy", 10, 10)])
+        for _ in range(3):
+            (track,) = tracker.update([_det("Ball", 12, 10)])
+        assert track.label == expected, window
+    with pytest.raises(ValueError, match="label_window"):
+        Tracker(label_window=0)
+
+
+def test_hold_frames_reports_a_missed_object_where_it_was_heading():
+    tracker = Tracker(hold_frames=2, max_missed=3)
+    tracker.update([_det("Ball", 10, 10)])
+    tracker.update([_det("Ball", 14, 10)])
+    (held,) = tracker.update([])  # missed: coasted on its velocity
+    assert (held.x, held.missed) == (18.0, 1)
+    assert len(tracker.update([])) == 1
+    assert tracker.update([]) == []  # beyond hold_frames: kept for matching, not reported
+    assert Tracker().update([_det("Ball", 1, 1)]) and not Tracker().update([])
+    with pytest.raises(ValueError, match="hold_frames"):
+        Tracker(hold_frames=4, max_missed=3)
+
+
+def test_a_held_track_fills_an_empty_slot_only():
+    """In the env wrapper a coasting track stands in for a missed object, never beside the new
+    track of the same object (Pong's fast paddle jumping beyond the gate)."""
+    from collections import deque
+
+    from spacemoc.envs import _fill_misses
+    from spacemoc.tracking import Track
+
+    def track(i, label, missed):
+        return Track(i, 0, 0, 4, 4, missed=missed, recent_labels=deque([label]))
+
+    tracks = [
+        track(0, "Player", 1),
+        track(1, "Player", 0),
+        track(2, "Ball", 2),
+        track(3, "Ball", 1),
+    ]
+    shown = _fill_misses(tracks, {"Player": 1, "Ball": 1, "Enemy": 1})
+    assert sorted(t.id for t in shown) == [1, 3]  # the new paddle; the ball seen most recently

@@ -33,6 +33,11 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
     (relevant,) = [r for r in spacemoc_rows if r["seed"] == "0" and r["subset"] == "relevant"]
     assert relevant["mota"] != "" and relevant["idf1"] != ""
     assert (tiny_run / "results/summary.csv").stat().st_size > 0
+    # Pong has a control policy: its agent split was made and the classifier was fit on it too.
+    assert (tiny_run / "results/pong/data/agent.h5").is_file()
+    classifier_log = (tiny_run / "logs/pong/space_moc/classifier_seed0.log").read_text()
+    assert "latents/validation.h5, results/pong/space_moc/seed0/latents/agent.h5" in classifier_log
+    assert (tiny_run / "results/pong/space_moc/seed0/latents/agent.h5").is_file()
     # Every job left a log and a benchmark file.
     logs = {p.stem for p in (tiny_run / "logs").rglob("*.log")}
     benchmarks = {p.stem for p in (tiny_run / "results/pong").rglob("benchmarks/*.tsv")}

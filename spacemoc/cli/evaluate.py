@@ -49,10 +49,16 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "classifier",
-        help="fit the z_what -> label classifier on validation latents",
+        help="fit the z_what -> label classifier on validation (and agent) latents",
         description=_classifier.__doc__,
     )
-    p.add_argument("--latents", required=True, type=Path, help="validation latents HDF5")
+    p.add_argument(
+        "--latents",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="latents HDF5 of one model: the validation split's, and the agent split's if made",
+    )
     p.add_argument("--out", required=True, type=Path, help="classifier.npz (pickle-free)")
     p.add_argument("--joblib", type=Path, help="also write the scikit-learn estimator here")
     p.add_argument("--labels-csv", type=Path, help="also write the label mapping CSV here")

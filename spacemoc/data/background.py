@@ -11,7 +11,7 @@ from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from spacemoc.atomic import atomic_path
-from spacemoc.data.env import RandomAgent, make_env, random_steps, reset, step
+from spacemoc.data.env import RandomAgent, agent_steps, make_env, reset, step
 from spacemoc.files import damaged_file_error
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
@@ -47,7 +47,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB6]))
     agent = RandomAgent(env.nb_actions, rng)
     reset(env, int(seed))
-    random_steps(env, agent, WARMUP_STEPS)
+    agent_steps(env, agent, WARMUP_STEPS)
     frames = np.empty((n_frames, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
     kept = 0
     with tqdm(total=n_frames, desc=f"background {spec.name}") as progress:
@@ -55,7 +55,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
             obs, over, _ = step(env, agent.act())
             if over:
                 reset(env)
-                random_steps(env, agent, WARMUP_STEPS)
+                agent_steps(env, agent, WARMUP_STEPS)
                 continue
             if rng.random() < KEEP_PROBABILITY:
                 frames[kept] = obs

@@ -51,6 +51,37 @@ class RandomAgent:
         return int(self.rng.integers(self.n_actions))
 
 
+@dataclass
+class PolicyAgent:
+    """The game's control policy (``spacemoc.control.POLICIES``) on OCAtari's RAM objects, with
+    a uniform random action instead at rate ``epsilon``: the states an agent visits, not only
+    those random play reaches (a paddle held against the wall, the ball at the paddle)."""
+
+    env: object  # the OCAtari env being stepped
+    policy: object  # (objects, action meanings) -> action index
+    rng: np.random.Generator
+    epsilon: float = 0.1
+
+    def __post_init__(self):
+        self.meanings = list(self.env.get_action_meanings())
+
+    def act(self) -> int:
+        if self.rng.random() < self.epsilon:
+            return int(self.rng.integers(len(self.meanings)))
+        return int(self.policy(self.env.objects, self.meanings))
+
+
+def make_agent(env, game: str, rng: np.random.Generator, policy: str, epsilon: float = 0.1):
+    """``RandomAgent`` (``policy="random"``) or the game's ``PolicyAgent`` (``"control"``)."""
+    if policy == "random":
+        return RandomAgent(env.nb_actions, rng)
+    if policy != "control":
+        raise ValueError(f"unknown data policy {policy!r}; valid: random, control")
+    from spacemoc.control import policy_for
+
+    return PolicyAgent(env, policy_for(game), rng, epsilon)
+
+
 def fit_frame(obs: np.ndarray) -> np.ndarray:
     """Crop a raw frame to 210x160: Carnival's screen is 214 rows, its last 4 carry no objects."""
     return obs[:FRAME_HEIGHT] if obs.shape[0] > FRAME_HEIGHT else obs
@@ -81,8 +112,9 @@ def reset(env, seed: int | None = None):
         pass
 
 
-def random_steps(env, agent: RandomAgent, n: int):
-    """Take ``n`` random actions; on episode end reset without a seed (the env RNG continues)."""
+def agent_steps(env, agent, n: int):
+    """Take ``n`` of the agent's actions; on episode end reset without a seed (the env RNG
+    continues)."""
     obs = None
     for _ in range(n):
         obs, over, _ = step(env, agent.act())

@@ -1,4 +1,5 @@
-"""Collect samples from a seeded random-agent rollout (spec §1.3, with seeding added).
+"""Collect samples from a seeded rollout (spec §1.3, with seeding added): random actions, or for
+the agent split the game's control policy with some random actions.
 
 A sample is a run of ``span`` consecutive env steps (no black frames, no episode end inside) of
 which the last ``T`` frames are kept. Decorrelated splits use span = window (the reference keeps
@@ -15,10 +16,10 @@ import numpy as np
 
 from spacemoc.data.env import (
     OBJECT_DTYPE,
-    RandomAgent,
+    agent_steps,
     frame_objects,
+    make_agent,
     make_env,
-    random_steps,
     reset,
     seeds_for_chunk,
     step,
@@ -51,6 +52,8 @@ class ChunkTask:
     span: int  # consecutive frames per sample, the last T kept
     motion_kind: str
     rolling_median: bool
+    policy: str = "random"  # who plays: "random" or "control" (spacemoc.data.env.make_agent)
+    epsilon: float = 0.0  # the control policy's share of random actions
 
 
 @dataclass
@@ -69,7 +72,7 @@ def _not_black(obs: np.ndarray) -> bool:
     return bool(flat.any())
 
 
-def runs(env, agent: RandomAgent, game_row, n: int, span: int, T: int):
+def runs(env, agent, game_row, n: int, span: int, T: int):
     """Yield ``n`` runs: (frames (span,210,160,3), objects of each of the last T frames)."""
     frames: list[np.ndarray] = []
     objects: list[list] = []
@@ -88,7 +91,7 @@ def runs(env, agent: RandomAgent, game_row, n: int, span: int, T: int):
             frames, objects = [], []
         if over:  # a partial window is dropped
             reset(env)
-            random_steps(env, agent, RESET_STEPS)
+            agent_steps(env, agent, RESET_STEPS)
             frames, objects = [], []
 
 
@@ -102,9 +105,9 @@ def collect_chunk(task: ChunkTask, background: np.ndarray) -> ChunkResult:
     game_row = get_game(task.game)
     env_seed, agent_rng = seeds_for_chunk(task.split_seed, task.chunk)
     env = make_env(game_row)
-    agent = RandomAgent(env.nb_actions, agent_rng)
+    agent = make_agent(env, task.game, agent_rng, task.policy, task.epsilon)
     reset(env, env_seed)
-    random_steps(env, agent, WARMUP_STEPS)
+    agent_steps(env, agent, WARMUP_STEPS)
     colours = ColourScore(background, game_row.name)
 
     n, T = task.n_samples, task.T

@@ -21,7 +21,8 @@ from spacemoc.games import DATA_SPLITS, check_split, get_game
 from spacemoc.geometry import IMAGE_SIZE
 from spacemoc.logs import StatusLine
 
-DEFAULT_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "tracking": 3}
+DEFAULT_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2, "tracking": 3, "agent": 4}
+AGENT_EPSILON = 0.1  # the agent split's share of random actions
 COMPRESSION = {"compression": "gzip", "compression_opts": 4}
 
 
@@ -32,7 +33,7 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def _tasks(game, split_seed, n_samples, T, window, span, motion_kind, rolling):
+def _tasks(game, split_seed, n_samples, T, window, span, motion_kind, rolling, policy, epsilon):
     size = chunk_samples(T)
     return [
         ChunkTask(
@@ -46,6 +47,8 @@ def _tasks(game, split_seed, n_samples, T, window, span, motion_kind, rolling):
             span=span,
             motion_kind=motion_kind,
             rolling_median=rolling,
+            policy=policy,
+            epsilon=epsilon,
         )
         for c, start in enumerate(range(0, n_samples, size))
     ]
@@ -75,12 +78,15 @@ def make_dataset(
     motion_kind: str = "mode",
     workers: int = 2,
     config: dict | None = None,
+    epsilon: float = AGENT_EPSILON,
 ) -> Path:
     """Collect ``n_samples`` samples of ``split`` and write them to ``out_path`` (HDF5).
 
     Decorrelated splits (train, validation, test) keep the last ``T`` frames of every ``window``
     steps; the ``tracking`` split keeps runs of ``T`` consecutive frames (``window`` - 1 frames of
-    history before each run feed the median/flow motion maps). ``seed`` defaults to the split's
+    history before each run feed the median/flow motion maps). The ``agent`` split is sampled as
+    the decorrelated ones from the game's control policy (``spacemoc.control``) with a random
+    action at rate ``epsilon``; the other splits from random play. ``seed`` defaults to the split's
     default seed. Collection runs in ``workers`` processes; the file does not depend on it.
     The file is written under a temporary name and renamed when complete.
     """
@@ -96,10 +102,21 @@ def make_dataset(
         raise ValueError(f"window ({window}) must be >= T ({T}): the last T frames are kept")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    policy = "control" if split == "agent" else "random"
+    if policy == "control":
+        from spacemoc.control import policy_for
+
+        policy_for(spec.name)  # a game without a policy fails here, before any rollout
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    else:
+        epsilon = 0.0
     background = load_background(background_path, game=spec.name)
     seed = DEFAULT_SPLIT_SEEDS[split] if seed is None else int(seed)
     span = T + window - 1 if tracking else window
-    tasks = _tasks(spec.name, seed, n_samples, T, window, span, motion_kind, tracking)
+    tasks = _tasks(
+        spec.name, seed, n_samples, T, window, span, motion_kind, tracking, policy, epsilon
+    )
 
     out_path = Path(out_path)
     attrs = {
@@ -111,6 +128,8 @@ def make_dataset(
         "window": window,
         "frameskip": FRAMESKIP,
         "motion_kind": motion_kind,
+        "policy": policy,
+        "epsilon": epsilon,
         "labels": list(spec.labels),
         "relevant_labels": list(spec.relevant),
         "spacemoc_version": spacemoc.__version__,

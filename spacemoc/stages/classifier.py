@@ -25,7 +25,7 @@ from spacemoc.latents import collect_encodings, load_latents
 
 
 def train_classifier(
-    latents_path: str | Path,
+    latents_path: str | Path | list[str | Path],
     out_npz: str | Path,
     out_joblib: str | Path | None = None,
     out_labels_csv: str | Path | None = None,
@@ -34,13 +34,21 @@ def train_classifier(
     shots: int = 16,
     game: str | None = None,
 ) -> ZWhatClassifier:
-    """Fit the classifier on the relevant labelled objects of a (validation) latents file."""
+    """Fit the classifier on the relevant labelled objects of one or more latents files of one
+    model (the workflow's: the validation split, and the agent split where there is one)."""
     if kind not in KINDS:
         raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
-    lat = load_latents(latents_path, game=game)
+    paths = [latents_path] if isinstance(latents_path, (str, Path)) else list(latents_path)
+    if not paths:
+        raise ValueError("no latents file to fit the classifier on")
+    lats = [load_latents(path, game=game) for path in paths]
+    lat = lats[0]
+    _check_same_model(lats, paths)
     g = get_game(lat.game)
-    enc = collect_encodings(lat, "relevant")
-    z, y = enc["z_what"], enc["label"]
+    encodings = [collect_encodings(one, "relevant") for one in lats]
+    z = np.concatenate([enc["z_what"] for enc in encodings])
+    y = np.concatenate([enc["label"] for enc in encodings])
+    latents_path = ", ".join(str(path) for path in paths)
     if kind == "ridge" and len(np.unique(y)) < 2:
         warnings.warn(
             f"{latents_path}: {len(np.unique(y))} relevant label(s) among the detections; ridge "
@@ -68,7 +76,7 @@ def train_classifier(
         return clf
     print(
         f"training a {kind} classifier on {len(z)} relevant objects "
-        f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label)"
+        f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label) of {latents_path}"
     )
     if kind == "nn":
         n_clusters = len(g.relevant_indices)
@@ -93,6 +101,19 @@ def train_classifier(
     clf.box_readout = str(lat.attrs.get("box_readout", ""))
     _write(clf, out_npz, out_joblib, out_labels_csv)
     return clf
+
+
+def _check_same_model(lats, paths) -> None:
+    """Encodings of different models (or box readouts) do not mix in one classifier."""
+    first = lats[0].attrs
+    for lat, path in zip(lats[1:], paths[1:], strict=True):
+        for key in ("game", "model_sha256", "box_readout"):
+            a, b = first.get(key, ""), lat.attrs.get(key, "")
+            if a and b and a != b:
+                raise ValueError(
+                    f"{path} and {paths[0]} were made with different {key} ({b!r} vs {a!r}); "
+                    "a classifier is fit on the latents of one model"
+                )
 
 
 def _write(clf, out_npz, out_joblib, out_labels_csv) -> None:

@@ -1,5 +1,6 @@
 # Helpers shared by the rule files. The library does the work; rules only connect files.
 from spacemoc.arms import known_arms
+from spacemoc.config import classifier_splits
 from spacemoc.control import POLICIES
 from spacemoc.games import GAMES, DATA_SPLITS, get_game
 

@@ -19,7 +19,7 @@ rule latents:
     benchmark:
         "results/{game}/{model}/benchmarks/latents_seed{seed}_{split}.tsv"
     wildcard_constraints:
-        split="validation|test",
+        split="validation|test|agent",
     conda:
         "../envs/spacemoc.yaml"
     threads: config["threads"]
@@ -33,7 +33,12 @@ rule latents:
 
 rule classifier:
     input:
-        latents="results/{game}/{model}/seed{seed}/latents/validation.h5",
+        # validation, and the agent split's frames where the game has a control policy
+        latents=lambda w: expand(
+            "results/{game}/{model}/seed{seed}/latents/{split}.h5",
+            split=classifier_splits(config, w.game),
+            **w,
+        ),
     output:
         npz="results/{game}/{model}/seed{seed}/classifier.npz",
         joblib="results/{game}/{model}/seed{seed}/classifier.joblib",

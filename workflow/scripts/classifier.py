@@ -5,7 +5,7 @@ from spacemoc.stages.classifier import train_classifier
 
 with log_to(snakemake.log[0]):
     train_classifier(
-        snakemake.input.latents,
+        list(snakemake.input.latents),
         snakemake.output.npz,
         snakemake.output.joblib,
         snakemake.output.labels,
