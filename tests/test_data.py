@@ -53,6 +53,10 @@ def test_background_files_and_errors(work, background):
         load_background(work / "missing.npy")
     with pytest.raises(ValueError, match="expected uint8 \\(210,160,3\\)"):
         save_background(np.zeros((10, 10, 3), np.uint8), work / "bad.png")
+    # Named with either suffix, the PNG and the .npy go side by side (neither overwrites the other).
+    png, npy = save_background(img, work / "named.npy", game="pong")
+    assert (png.name, npy.name) == ("named.png", "named.npy")
+    np.testing.assert_array_equal(load_background(work / "named.npy"), img)
 
 
 def test_schema(test_h5):

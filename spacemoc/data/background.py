@@ -68,10 +68,11 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
 def save_background(
     img: np.ndarray, png_path: str | Path, game: str | None = None
 ) -> tuple[Path, Path]:
-    """Write ``img`` as ``png_path`` and beside it as ``.npy`` (each atomically). ``game`` is
+    """Write ``img`` as a PNG and beside it as ``.npy`` (each atomically), both named after
+    ``png_path`` whatever its suffix (``bg.npy`` gives ``bg.png`` and ``bg.npy``). ``game`` is
     recorded in the PNG (text chunk ``GAME_KEY``), which also vouches for the .npy beside it."""
     img = _check_background(np.asarray(img), png_path)
-    png_path = Path(png_path)
+    png_path = Path(png_path).with_suffix(".png")
     npy_path = png_path.with_suffix(".npy")
     info = PngInfo()
     if game is not None:
