@@ -60,7 +60,7 @@ class PolicyAgent:
     env: object  # the OCAtari env being stepped
     policy: object  # (objects, action meanings) -> action index
     rng: np.random.Generator
-    epsilon: float = 0.1
+    epsilon: float  # spacemoc.data.writer.AGENT_EPSILON unless configured
 
     def __post_init__(self):
         self.meanings = list(self.env.get_action_meanings())
@@ -71,7 +71,7 @@ class PolicyAgent:
         return int(self.policy(self.env.objects, self.meanings))
 
 
-def make_agent(env, game: str, rng: np.random.Generator, policy: str, epsilon: float = 0.1):
+def make_agent(env, game: str, rng: np.random.Generator, policy: str, epsilon: float):
     """``RandomAgent`` (``policy="random"``) or the game's ``PolicyAgent`` (``"control"``)."""
     if policy == "random":
         return RandomAgent(env.nb_actions, rng)
