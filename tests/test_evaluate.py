@@ -296,8 +296,9 @@ def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats.split("Job stats:")[1], re.M))
     counts = {k: int(v) for k, v in counts.items()}
     # One chain per game (background, data, baseline, aggregate) and per game and seed (train,
-    # latents of two splits, classifier, evaluate); other stages may add jobs of their own.
-    expected = {"background": 3, "bgsub": 3, "train": 6, "latents": 12, "classifier": 6,
+    # latents of two splits, and of the agent split for Pong and Boxing, which have a control
+    # policy; classifier, evaluate); other stages may add jobs of their own.
+    expected = {"background": 3, "bgsub": 3, "train": 6, "latents": 12 + 4, "classifier": 6,
                 "evaluate": 6, "aggregate": 3, "summary": 1}  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
     assert counts["dataset"] >= 9
