@@ -40,15 +40,25 @@ class Track:
     hits: int = 1  # frames with a matched detection
     missed: int = 0  # consecutive frames without one
     z_what: np.ndarray | None = field(default=None, repr=False)  # unit-norm appearance code
-    # labels of the matched detections, newest last; a maxlen keeps only the recent ones
-    recent_labels: deque = field(default_factory=deque, repr=False)
+    label_votes: Counter = field(default_factory=Counter, repr=False)
+    # with a label window: the labels that vote, newest last (None: every label votes, for good)
+    recent_labels: deque | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str | None:
         """The label the track's (recent) detections carried most often (ties: first seen)."""
-        if not self.recent_labels:
-            return None
-        return Counter(self.recent_labels).most_common(1)[0][0]
+        return self.label_votes.most_common(1)[0][0] if self.label_votes else None
+
+    def vote(self, label) -> None:
+        """Count one detection's label; with a window, the oldest vote in it leaves."""
+        if self.recent_labels is not None:
+            if len(self.recent_labels) == self.recent_labels.maxlen:
+                gone = self.recent_labels.popleft()
+                self.label_votes[gone] -= 1
+                if not self.label_votes[gone]:
+                    del self.label_votes[gone]
+            self.recent_labels.append(label)
+        self.label_votes[label] += 1
 
     @property
     def center(self) -> tuple[float, float]:
@@ -241,7 +251,7 @@ class Tracker:
             code = _unit(getattr(d, "z_what", None))
             if code is not None:
                 t.z_what = code
-            t.recent_labels.append(d.label)
+            t.vote(d.label)
             t.hits += 1
             t.missed = 0
             revived[t.id] = j
@@ -256,9 +266,9 @@ class Tracker:
             h=float(d.h),
             score=float(getattr(d, "score", 1.0)),
             z_what=_unit(getattr(d, "z_what", None)),
-            recent_labels=deque(maxlen=self.label_window),
+            recent_labels=None if self.label_window is None else deque(maxlen=self.label_window),
         )
-        t.recent_labels.append(d.label)
+        t.vote(d.label)
         self._next_id += 1
         return t
 
@@ -277,7 +287,7 @@ class Tracker:
         if code is not None:
             # A running mean of the unit codes tolerates one odd glimpse.
             t.z_what = code if t.z_what is None else _unit(0.5 * t.z_what + 0.5 * code)
-        t.recent_labels.append(d.label)
+        t.vote(d.label)
         t.hits += 1
         t.missed = 0
 

@@ -301,13 +301,13 @@ def test_hold_frames_reports_a_missed_object_where_it_was_heading():
 def test_a_held_track_fills_an_empty_slot_only():
     """In the env wrapper a coasting track stands in for a missed object, never beside the new
     track of the same object (Pong's fast paddle jumping beyond the gate)."""
-    from collections import deque
-
     from spacemoc.envs import _fill_misses
     from spacemoc.tracking import Track
 
     def track(i, label, missed):
-        return Track(i, 0, 0, 4, 4, missed=missed, recent_labels=deque([label]))
+        t = Track(i, 0, 0, 4, 4, missed=missed)
+        t.vote(label)
+        return t
 
     tracks = [
         track(0, "Player", 1),
