@@ -35,7 +35,7 @@ def control(
     ``detectors``: arm name -> its run folder (``model.pt`` + ``classifier.npz``) or detector
     folder, as ``spacemoc.Detector.load`` takes it; ``box_readout`` its box readout (None: the
     one the run was evaluated with); ``device``: None picks CUDA when there is one."""
-    from spacemoc.control import POLICIES, play
+    from spacemoc.control import play, policy_for
     from spacemoc.data.env import make_env
     from spacemoc.detector import Detector
     from spacemoc.envs import DetectedObjects
@@ -43,11 +43,7 @@ def control(
     from spacemoc.logs import StatusLine
 
     game_row = get_game(game)
-    if game_row.name not in POLICIES:
-        raise ValueError(
-            f"no control policy for {game_row.name!r}; games with one: {', '.join(POLICIES)}"
-        )
-    policy = POLICIES[game_row.name]
+    policy = policy_for(game_row.name)
     sources = [("ram", None), ("random", None), *detectors.items()]
     status = StatusLine(f"control {game_row.name}", len(sources) * len(seeds), unit="run")
     rows, done = [], 0
