@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.devices import resolve_device
+from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_SHAPE, FRAME_WIDTH, IMAGE_SIZE, z_where_to_corners
 from spacemoc.models.inputs import model_input
@@ -238,6 +239,12 @@ class Detector:
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
         self.box_readout = resolve_box_readout(box_readout, model=model, classifier=classifier)
+        fixed = getattr(model, "fixed_box_readout", None)  # a distilled student's
+        if fixed is not None and self.box_readout != fixed:
+            raise ValueError(
+                f"this student gives the {fixed!r} boxes it was distilled from, not "
+                f"{self.box_readout!r}"
+            )
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
@@ -288,6 +295,8 @@ class Detector:
 
         - A spacemoc run folder (`results/<game>/<arm>/seed<k>`): `model.pt` + `classifier.npz`, or
           a detector folder from `spacemoc export` (`detector.pt` + `classifier.npz`).
+        - A distilled student folder (`spacemoc distill`: `student.pt` + `classifier.npz`); its
+          boxes are the readout it was distilled from.
         - The reference's published layout (`<game>/space_weights/model_000005001.pth` +
           `<game>/classifier/z_what-classifier_relevant_nn.joblib.pkl`, BGR weights). The
           classifier there is a pickle: loading it runs code from the file, so it needs
@@ -313,6 +322,8 @@ class Detector:
             weights, folder = path / "model.pt", path
         elif (path / DETECTOR_WEIGHTS).is_file():
             weights, folder = path / DETECTOR_WEIGHTS, path
+        elif (path / STUDENT_WEIGHTS).is_file():
+            weights, folder = path / STUDENT_WEIGHTS, path
         elif (path / "space_weights").is_dir():
             candidates = sorted((path / "space_weights").glob("model_*.pth"))
             if not candidates:
@@ -322,9 +333,9 @@ class Detector:
         else:
             raise ValueError(
                 f"{path} is not a detector folder: expected a spacemoc run (model.pt + "
-                f"classifier.npz), an exported detector ({DETECTOR_WEIGHTS} + classifier.npz) "
-                f"or the reference layout (space_weights/model_*.pth + "
-                f"classifier/{REFERENCE_CLASSIFIER})"
+                f"classifier.npz), an exported detector ({DETECTOR_WEIGHTS} + classifier.npz), "
+                f"a distilled student ({STUDENT_WEIGHTS} + classifier.npz) or the reference "
+                f"layout (space_weights/model_*.pth + classifier/{REFERENCE_CLASSIFIER})"
             )
         model = load_checkpoint(weights)
         game = game or getattr(model, "game", None)
@@ -336,8 +347,9 @@ class Detector:
                 classifier = _load_classifier(folder, game)
         elif isinstance(classifier, (str, Path)):
             classifier = _load_classifier(Path(classifier), game)
+        readout = kwargs.get("box_readout") or getattr(model, "fixed_box_readout", None)
         kwargs["box_readout"] = resolve_box_readout(
-            kwargs.get("box_readout"), folder=folder, model=model, classifier=classifier
+            readout, folder=folder, model=model, classifier=classifier
         )
         return cls(model, classifier, game=game, device=device, **kwargs)
 

@@ -110,13 +110,15 @@ def run_path(args) -> Path | None:
 
 
 def run_checkpoint(run: Path) -> Path:
-    """The checkpoint of a run: ``run`` itself when a file, else its model.pt (or detector.pt)."""
+    """The checkpoint of a run: ``run`` itself when a file, else its model.pt (or detector.pt,
+    or a distilled student.pt)."""
+    from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
     from spacemoc.stages.export import DETECTOR_WEIGHTS
 
     run = Path(run)
     if not run.is_dir():
         return run
-    for name in ("model.pt", DETECTOR_WEIGHTS):
+    for name in ("model.pt", DETECTOR_WEIGHTS, STUDENT_WEIGHTS):
         if (run / name).is_file():
             return run / name
     raise ValueError(

@@ -51,16 +51,22 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     config=None,
 ):
-    """Load a spacemoc ``model.pt`` (any family) or a foreign file a family reads (the
-    reference's ``model_XXXXXXXXX.pth``: SPACE, channel order BGR) as a model in eval mode.
+    """Load a spacemoc ``model.pt`` (any family), a distilled ``student.pt``
+    (``spacemoc.distill``) or a foreign file a family reads (the reference's
+    ``model_XXXXXXXXX.pth``: SPACE, channel order BGR) as a model in eval mode.
 
     ``config``: the family's config dataclass to use instead of the stored / inferred one, or a
     dict of overrides on it (e.g. annealing values a reference checkpoint cannot tell).
     The model carries ``game``, ``labels``, ``step`` and ``channel_order`` from the file.
     """
+    from spacemoc.distill.checkpoint import FORMAT as STUDENT_FORMAT
+    from spacemoc.distill.checkpoint import student_from_payload
+
     path = Path(path)
     ckpt = _read(path, map_location)
-    if ckpt.get("format") == FORMAT:
+    if ckpt.get("format") == STUDENT_FORMAT:
+        model = student_from_payload(ckpt)
+    elif ckpt.get("format") == FORMAT:
         family = get_family(checkpoint_family(ckpt))
         model = family.from_checkpoint(ckpt, path, config)
         model.channel_order = ckpt.get("channel_order", "rgb")

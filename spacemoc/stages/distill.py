@@ -1,0 +1,122 @@
+"""The distill stage: a trained detector's model taught to a small student on unlabeled frames
+of data splits; the student folder (``student.pt`` + the teacher's classifier) loads with
+``Detector.load`` like any detector folder (``spacemoc.distill``; docs/detector.md)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from spacemoc.atomic import atomic_dir
+from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
+from spacemoc.files import open_h5
+from spacemoc.logs import StatusLine
+
+# Everything a distill writes: a folder holding anything else is not ours to replace.
+STUDENT_FILES = frozenset(
+    {STUDENT_WEIGHTS, "classifier.npz", "classifier_labels.csv", "distill.csv"}
+)
+
+
+def read_frames(data_paths, game: str, max_samples: int | None = None) -> np.ndarray:
+    """Every frame (n*T,128,128,3) uint8 of the given spacemoc data splits of ``game``, read
+    sample by sample; ``max_samples`` caps the samples taken from each file."""
+    images = []
+    for path in data_paths:
+        with open_h5(path, "dataset") as f:
+            if str(f.attrs["game"]) != game:
+                found = str(f.attrs["game"])
+                raise ValueError(f"{path} holds {found!r} frames, the teacher is {game!r}")
+            frames = f["frames"]  # (n,T,128,128,3)
+            n = len(frames) if max_samples is None else min(len(frames), max_samples)
+            images.extend(frames[i] for i in range(n))
+    if not images:
+        raise ValueError(f"no frames in {', '.join(map(str, data_paths))}")
+    return np.concatenate(images)
+
+
+def check_student_folder(out_dir: Path) -> None:
+    """Refuse to replace anything but a missing or empty folder or an earlier student."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a student folder; choose another path")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    if entries and (entries - STUDENT_FILES or STUDENT_WEIGHTS not in entries):
+        raise ValueError(
+            f"{out_dir} is not empty and not a student folder (it holds "
+            f"{', '.join(sorted(entries)[:5])}); choose a new or empty folder"
+        )
+
+
+def distill_detector(
+    run,
+    data_paths,
+    out_dir,
+    *,
+    config=None,
+    student_config=None,
+    max_samples: int | None = None,
+    device="auto",
+) -> Path:
+    """Distil the detector at ``run`` (a run folder or an exported detector folder) on the
+    frames of ``data_paths`` into the student folder ``out_dir``: ``student.pt``, the teacher's
+    ``classifier.npz`` (the student reproduces the teacher's z_what) and ``distill.csv`` (losses
+    and agreement with the teacher on held-out frames)."""
+    from spacemoc.detector import Detector
+    from spacemoc.devices import resolve_device
+    from spacemoc.distill import DistillConfig, distill, save_student
+
+    run, out_dir = Path(run), Path(out_dir)
+    if not (run / "classifier.npz").is_file():
+        raise ValueError(
+            f"{run} is not a spacemoc run or detector folder with a classifier.npz: the student "
+            "is distilled from such a folder"
+        )
+    check_student_folder(out_dir)
+    device = resolve_device(device)
+    config = config or DistillConfig()
+    teacher = Detector.load(run, device=device)
+    images = read_frames(data_paths, teacher.game, max_samples)
+    status = StatusLine(f"distill {teacher.game}", config.steps, unit="step")
+    rows = []
+
+    def progress(step, row):
+        rows.append(row)
+        status.update(step)
+        print(
+            f"step {step}: loss {row['loss']:.4f}; held-out agreement with the teacher: cell F "
+            f"{row['cell_f']:.4f}, box {row['box_px']:.2f} px, z_what MSE {row['what_mse']:.4f}",
+            flush=True,
+        )
+
+    student, _ = distill(
+        teacher.model,
+        images,
+        game=teacher.game,
+        labels=teacher.labels,
+        box_readout=teacher.box_readout,
+        student_config=student_config,
+        config=config,
+        device=device,
+        progress=progress,
+    )
+    extra = {
+        "teacher": str(run),
+        "data": [str(p) for p in data_paths],
+        "frames": int(len(images)),
+        "distill": config.to_dict(),
+    }
+    with atomic_dir(out_dir) as tmp:
+        save_student(tmp / STUDENT_WEIGHTS, student, extra=extra)
+        for name in ("classifier.npz", "classifier_labels.csv"):
+            if (run / name).is_file():
+                shutil.copyfile(run / name, tmp / name)
+        with open(tmp / "distill.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return out_dir
