@@ -219,6 +219,12 @@ def classifier_splits(config: dict, game: str) -> list[str]:
     return ["validation", "agent"] if agent else ["validation"]
 
 
+def distill_splits(config: dict, game: str) -> list[str]:
+    """The splits whose frames teach a distilled student: train, and the agent split when one is
+    made (the states an agent visits)."""
+    return ["train"] + [s for s in classifier_splits(config, game) if s == "agent"]
+
+
 def training_recipe(config: dict, game: str, model: str) -> dict:
     """The settings the weights of arm ``model`` on ``game`` depend on: train (less
     TRAIN_RUN_SETTINGS), the model section with the arm's settings, and this game's overrides.

@@ -347,9 +347,8 @@ class Detector:
                 classifier = _load_classifier(folder, game)
         elif isinstance(classifier, (str, Path)):
             classifier = _load_classifier(Path(classifier), game)
-        readout = kwargs.get("box_readout") or getattr(model, "fixed_box_readout", None)
         kwargs["box_readout"] = resolve_box_readout(
-            readout, folder=folder, model=model, classifier=classifier
+            kwargs.get("box_readout"), folder=folder, model=model, classifier=classifier
         )
         return cls(model, classifier, game=game, device=device, **kwargs)
 

@@ -33,6 +33,7 @@ TINY_TARGETS = (
     "results/results.md",
     "results/pong/control.csv",
     "results/pong/space_moc/seed0/detector",
+    "results/pong/space_moc/seed0/student_metrics.csv",
 )
 
 

@@ -95,7 +95,8 @@ def resolve_box_readout(
     """The box readout to use: ``box_readout`` when given, else the one the run was evaluated
     with.
 
-    Without it: what ``folder`` records (``recorded_box_readout``), else what the
+    Without it: a distilled student's own readout (``fixed_box_readout``), else what ``folder``
+    records (``recorded_box_readout``), else what the
     classifier records (the latents it was fit on), else ``glimpse`` for the reference's weights
     (channel order BGR) and for a model whose ``infer`` offers no other, else the config schema's
     default. So a run gives by hand the numbers the workflow gave it.
@@ -105,6 +106,9 @@ def resolve_box_readout(
         if readout != "glimpse" and model is not None and not offers_box_readouts(model):
             raise ValueError(f"this model's infer() has no box readout {readout!r}")
         return readout
+    fixed = getattr(model, "fixed_box_readout", None)  # a distilled student's only readout
+    if fixed:
+        return check_box_readout(fixed)
     if folder is not None:
         recorded = recorded_box_readout(folder)
         if recorded is not None:

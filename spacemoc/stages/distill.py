@@ -120,3 +120,28 @@ def distill_detector(
             writer.writeheader()
             writer.writerows(rows)
     return out_dir
+
+
+def evaluate_student(
+    student_dir, data_path, latents_path, metrics_path, *, seed, arm, few_shot, eval_seed=0
+) -> list[dict]:
+    """A student folder scored like any model: its latents of the test split ``data_path``
+    (``latents_path``), then the evaluate stage's metrics with its classifier (``metrics_path``,
+    ``model`` column ``arm``)."""
+    from spacemoc.stages.evaluate import evaluate
+    from spacemoc.stages.latents import compute_latents
+
+    student_dir = Path(student_dir)
+    weights = student_dir / STUDENT_WEIGHTS
+    compute_latents(weights, data_path, latents_path)
+    return evaluate(
+        latents_path,
+        data_path,
+        student_dir / "classifier.npz",
+        metrics_path,
+        seed,
+        model_path=weights,
+        few_shot=few_shot,
+        eval_seed=eval_seed,
+        model_name=arm,
+    )
