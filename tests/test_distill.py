@@ -95,6 +95,18 @@ def test_distillation_learns_the_teacher():
     assert same.float().mean() > 0.95
 
 
+def test_frame_weights_must_match_the_frames():
+    with pytest.raises(ValueError, match="frame_weights must be 10 weights"):
+        distill(
+            SquareTeacher(),
+            squares(10),
+            game="pong",
+            labels=["red", "green"],
+            box_readout="glimpse",
+            frame_weights=np.ones(3),
+        )
+
+
 def test_student_file_round_trip(tmp_path):
     from spacemoc.models import load_checkpoint
 

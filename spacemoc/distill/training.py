@@ -106,8 +106,13 @@ def distill(
     config: DistillConfig | None = None,
     device="cpu",
     progress=None,
+    frame_weights: np.ndarray | None = None,
 ) -> tuple[Student, list[dict]]:
     """A student trained to reproduce ``teacher.infer`` on uint8 images (n,128,128,3).
+
+    ``frame_weights`` (n,): how often each frame is drawn for a batch, relatively (default:
+    uniform), e.g. to give a small split of the states an agent visits as much weight as a
+    large one of random play.
 
     Returns the student (eval mode) and its log: one row per ``config.eval_every`` steps with
     the training losses and the agreement on the held-out frames. ``progress(step, row)`` is
@@ -122,6 +127,12 @@ def distill(
     order = rng.permutation(len(images))
     n_hold = max(1, int(round(config.holdout * len(images))))
     hold, train = np.sort(order[:n_hold]), order[n_hold:]
+    draw = None
+    if frame_weights is not None:
+        frame_weights = np.asarray(frame_weights, dtype=np.float64)
+        if frame_weights.shape != (len(images),) or (frame_weights < 0).any():
+            raise ValueError(f"frame_weights must be {len(images)} weights >= 0")
+        draw = frame_weights[train] / frame_weights[train].sum()
     targets = teacher_targets(teacher, images, box_readout, device, threshold=config.threshold)
     student_config = student_config or StudentConfig(
         G=int(math.isqrt(targets["z_pres_prob"].shape[1])),
@@ -143,7 +154,7 @@ def distill(
     log, running = [], {}
     student.train()
     for step in range(1, config.steps + 1):
-        batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
+        batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False, p=draw)
         x = model_input(images[batch], student.channel_order, device)
         target = {k: torch.from_numpy(v[batch]).to(device) for k, v in targets.items()}
         terms = distill_loss(student, x, target, config)

@@ -21,10 +21,10 @@ STUDENT_FILES = frozenset(
 )
 
 
-def read_frames(data_paths, game: str, max_samples: int | None = None) -> np.ndarray:
-    """Every frame (n*T,128,128,3) uint8 of the given spacemoc data splits of ``game``, read
-    sample by sample; ``max_samples`` caps the samples taken from each file."""
-    images = []
+def read_frames(data_paths, game: str, max_samples: int | None = None) -> list[np.ndarray]:
+    """Per data file, every frame (n*T,128,128,3) uint8 of that spacemoc data split of ``game``,
+    read sample by sample; ``max_samples`` caps the samples taken from each file."""
+    per_file = []
     for path in data_paths:
         with open_h5(path, "dataset") as f:
             if str(f.attrs["game"]) != game:
@@ -32,10 +32,12 @@ def read_frames(data_paths, game: str, max_samples: int | None = None) -> np.nda
                 raise ValueError(f"{path} holds {found!r} frames, the teacher is {game!r}")
             frames = f["frames"]  # (n,T,128,128,3)
             n = len(frames) if max_samples is None else min(len(frames), max_samples)
-            images.extend(frames[i] for i in range(n))
-    if not images:
-        raise ValueError(f"no frames in {', '.join(map(str, data_paths))}")
-    return np.concatenate(images)
+            if n == 0:
+                raise ValueError(f"{path} holds no frames")
+            per_file.append(np.concatenate([frames[i] for i in range(n)]))
+    if not per_file:
+        raise ValueError("no data files given: the student needs frames to learn from")
+    return per_file
 
 
 def check_student_folder(out_dir: Path) -> None:
@@ -63,7 +65,8 @@ def distill_detector(
     device="auto",
 ) -> Path:
     """Distil the detector at ``run`` (a run folder or an exported detector folder) on the
-    frames of ``data_paths`` into the student folder ``out_dir``: ``student.pt``, the teacher's
+    frames of ``data_paths`` (each file drawn from equally often) into the student folder
+    ``out_dir``: ``student.pt``, the teacher's
     ``classifier.npz`` (the student reproduces the teacher's z_what) and ``distill.csv`` (losses
     and agreement with the teacher on held-out frames)."""
     from spacemoc.detector import Detector
@@ -80,7 +83,11 @@ def distill_detector(
     device = resolve_device(device)
     config = config or DistillConfig()
     teacher = Detector.load(run, device=device)
-    images = read_frames(data_paths, teacher.game, max_samples)
+    per_file = read_frames(data_paths, teacher.game, max_samples)
+    images = np.concatenate(per_file)
+    # Each file weighs the same: the agent split's few states an agent visits as much as the
+    # train split's random play.
+    weights = np.concatenate([np.full(len(f), 1.0 / len(f)) for f in per_file])
     status = StatusLine(f"distill {teacher.game}", config.steps, unit="step")
     rows = []
 
@@ -103,6 +110,7 @@ def distill_detector(
         config=config,
         device=device,
         progress=progress,
+        frame_weights=weights,
     )
     extra = {
         "teacher": str(run),
