@@ -65,6 +65,25 @@ def test_student_infer_contract():
         student.infer(torch.rand(1, 3, 128, 128), box_readout="glimpse")
 
 
+def test_duplicates_between_neighbouring_cells_are_dropped():
+    from spacemoc.distill.student import suppress_duplicates
+
+    prob = torch.zeros(1, G * G)
+    z_where = torch.zeros(1, G * G, 4)
+    z_where[..., :2] = 0.05
+    same = torch.tensor([0.05, 0.05, 0.0, 0.0])
+    prob[0, 0], prob[0, 1], z_where[0, 0], z_where[0, 1] = 0.9, 0.7, same, same  # one object
+    prob[0, 40], z_where[0, 40] = 0.8, same  # the same box, but not a neighbour
+    prob[0, 100], prob[0, 101] = 0.9, 0.8  # neighbours with disjoint boxes: two objects
+    z_where[0, 100], z_where[0, 101] = torch.tensor([0.05, 0.05, -0.5, 0.0]), same
+    kept = suppress_duplicates(prob, z_where, G, threshold=0.5, max_iou=0.3)[0]
+    assert kept[0] == 0.9 and kept[1] == 0  # the weaker of the two is dropped
+    assert kept[40] == 0.8 and kept[100] == 0.9 and kept[101] == 0.8
+    prob[0, 1] = 0.9  # a tie: the earlier cell stays
+    kept = suppress_duplicates(prob, z_where, G, threshold=0.5, max_iou=0.3)[0]
+    assert kept[0] == 0.9 and kept[1] == 0
+
+
 def test_student_config_must_reach_the_cell_grid():
     with pytest.raises(ValueError, match="not G=16"):
         StudentConfig(patch=2)

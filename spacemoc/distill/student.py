@@ -1,6 +1,6 @@
 """The student: a patch layer, one stride-2 convolution to the teacher's G x G cells and a few
 3x3 convolutions there; each cell predicts the teacher's presence probability, box and z_what.
-About 25 MFLOP per frame (the teacher's image encoder alone: 550)."""
+About 32 MFLOP per frame (the teacher's image encoder alone: 550)."""
 
 from __future__ import annotations
 
