@@ -38,7 +38,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam ({defaults.lr})")
     p.add_argument("--max-samples", type=int, help="samples taken from each data file (all)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help=f"({defaults.seed})")
+    p.add_argument(
+        "--distill-seed",
+        type=int,
+        default=defaults.seed,
+        help=f"seed of the student's weights and batches ({defaults.seed})",
+    )
     add_device(p)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.set_defaults(func=_distill)
@@ -60,7 +65,11 @@ def _distill(args) -> None:
         raise ValueError("--steps and --batch-size must be at least 1")
     set_threads(args.threads)
     config = replace(
-        DistillConfig(), steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        DistillConfig(),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.distill_seed,
     )
     config = replace(config, eval_every=min(config.eval_every, args.steps))
     print(
