@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.devices import resolve_device
-from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
+from spacemoc.distill.config import STUDENT_WEIGHTS
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_SHAPE, FRAME_WIDTH, IMAGE_SIZE, z_where_to_corners
 from spacemoc.models.inputs import model_input

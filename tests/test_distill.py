@@ -126,6 +126,23 @@ def test_frame_weights_must_match_the_frames():
         )
 
 
+def test_the_command_line_and_the_workflow_default_alike():
+    from spacemoc.config import schema_default
+
+    defaults = DistillConfig()
+    for key in ("steps", "batch_size", "lr"):
+        assert schema_default("distill", key) == getattr(defaults, key), key
+
+
+def test_importing_the_package_leaves_torch_to_the_commands():
+    import subprocess
+    import sys
+
+    code = "import sys, spacemoc.cli, spacemoc.distill.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_student_file_round_trip(tmp_path):
     from spacemoc.models import load_checkpoint
 

@@ -112,7 +112,7 @@ def run_path(args) -> Path | None:
 def run_checkpoint(run: Path) -> Path:
     """The checkpoint of a run: ``run`` itself when a file, else its model.pt (or detector.pt,
     or a distilled student.pt)."""
-    from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
+    from spacemoc.distill.config import STUDENT_WEIGHTS
     from spacemoc.stages.export import DETECTOR_WEIGHTS
 
     run = Path(run)

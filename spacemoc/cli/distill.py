@@ -8,7 +8,7 @@ from spacemoc.cli.args import add_device, add_run, run_path
 
 
 def register(subparsers) -> None:
-    from spacemoc.distill.training import DistillConfig
+    from spacemoc.distill.config import DistillConfig
 
     defaults = DistillConfig()
     p = subparsers.add_parser(
@@ -58,7 +58,7 @@ def _distill(args) -> None:
     from dataclasses import replace
 
     from spacemoc.devices import set_threads
-    from spacemoc.distill.training import DistillConfig
+    from spacemoc.distill.config import DistillConfig
     from spacemoc.stages.distill import distill_detector
 
     if args.steps < 1 or args.batch_size < 1:

@@ -8,10 +8,9 @@ from pathlib import Path
 import torch
 
 from spacemoc.atomic import atomic_path
-from spacemoc.distill.student import Student, StudentConfig
-
-FORMAT = "spacemoc-student/1"
-STUDENT_WEIGHTS = "student.pt"
+from spacemoc.distill.config import STUDENT_FORMAT as FORMAT
+from spacemoc.distill.config import StudentConfig
+from spacemoc.distill.student import Student
 
 
 def save_student(path: str | os.PathLike, student: Student, extra: dict | None = None) -> Path:

@@ -4,46 +4,16 @@ About 32 MFLOP per frame (the teacher's image encoder alone: 550)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spacemoc.geometry import IMAGE_SIZE
+from spacemoc.distill.config import StudentConfig
 from spacemoc.models.readouts import check_infer_arguments
 
 # How far (in cells) a box centre may lie from its cell's centre; the teacher's z_shift allows
 # up to one cell.
 MAX_CELL_OFFSET = 1.5
-
-
-@dataclass(frozen=True)
-class StudentConfig:
-    G: int = 16  # cells per side, the teacher's
-    z_what_dim: int = 32  # the teacher's
-    patch: int = 4  # the first layer maps each patch x patch pixels to patch_channels features
-    patch_channels: int = 32
-    width: int = 48  # channels at the cell resolution
-    cell_layers: int = 2  # 3x3 convolutions at the cell resolution
-    # A present cell whose box overlaps a stronger present neighbour's by more than this IoU is
-    # the same object seen from the next cell: dropped (0 keeps every cell).
-    duplicate_iou: float = 0.3
-
-    def __post_init__(self):
-        cells = IMAGE_SIZE / (2 * self.patch) if self.patch >= 1 else 0
-        if cells != self.G:
-            raise ValueError(
-                f"patches of {self.patch}px and one stride-2 layer map {IMAGE_SIZE}px to "
-                f"{cells:g} cells per side, not G={self.G}"
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> StudentConfig:
-        return cls(**values)
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

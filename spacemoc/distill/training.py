@@ -5,30 +5,14 @@ the teacher calls present."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spacemoc.distill.student import Student, StudentConfig
+from spacemoc.distill.config import DistillConfig, StudentConfig
+from spacemoc.distill.student import Student
 from spacemoc.models.inputs import model_input
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    steps: int = 3000
-    batch_size: int = 64  # frames
-    lr: float = 2e-3  # Adam, cosine-decayed to 0
-    box_weight: float = 1.0  # L1 in cell widths
-    what_weight: float = 1.0  # squared error per z_what dimension
-    threshold: float = 0.5  # a teacher cell above it is an object
-    holdout: float = 0.05  # fraction of the frames kept out to measure agreement
-    eval_every: int = 250
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @torch.no_grad()

@@ -59,8 +59,8 @@ def load_checkpoint(
     dict of overrides on it (e.g. annealing values a reference checkpoint cannot tell).
     The model carries ``game``, ``labels``, ``step`` and ``channel_order`` from the file.
     """
-    from spacemoc.distill.checkpoint import FORMAT as STUDENT_FORMAT
     from spacemoc.distill.checkpoint import student_from_payload
+    from spacemoc.distill.config import STUDENT_FORMAT
 
     path = Path(path)
     ckpt = _read(path, map_location)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.atomic import atomic_dir
-from spacemoc.distill.checkpoint import STUDENT_WEIGHTS
+from spacemoc.distill.config import STUDENT_WEIGHTS
 from spacemoc.files import open_h5
 from spacemoc.logs import StatusLine
 
