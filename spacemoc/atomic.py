@@ -166,3 +166,22 @@ def atomic_h5(path: str | Path) -> Iterator:
         handle.close()
     with atomic_path(path) as tmp:
         tmp.write_bytes(image)
+
+
+def check_replaceable(out_dir: Path, own_files, marker: str, kind: str, stage: str) -> None:
+    """Refuse (ValueError) to let ``stage`` replace ``out_dir`` unless it is missing, empty, or
+    an earlier output of that stage: a folder holding ``marker`` and nothing but ``own_files``.
+    A command never deletes what it did not write."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a {kind}; choose another path")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    foreign = sorted(entries - set(own_files))
+    if entries and (foreign or marker not in entries):
+        shown = ", ".join(foreign[:5] or sorted(entries)[:5])
+        raise ValueError(
+            f"{out_dir} is not empty and not a {kind} (it holds {shown}); {stage} replaces only "
+            f"an earlier {stage}: choose a new or empty folder"
+        )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spacemoc.atomic import atomic_dir
+from spacemoc.atomic import atomic_dir, check_replaceable
 from spacemoc.distill.config import STUDENT_WEIGHTS
 from spacemoc.files import open_h5
 from spacemoc.logs import StatusLine
@@ -40,20 +40,6 @@ def read_frames(data_paths, game: str, max_samples: int | None = None) -> list[n
     return per_file
 
 
-def check_student_folder(out_dir: Path) -> None:
-    """Refuse to replace anything but a missing or empty folder or an earlier student."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file, not a student folder; choose another path")
-    entries = {entry.name for entry in out_dir.iterdir()}
-    if entries and (entries - STUDENT_FILES or STUDENT_WEIGHTS not in entries):
-        raise ValueError(
-            f"{out_dir} is not empty and not a student folder (it holds "
-            f"{', '.join(sorted(entries)[:5])}); choose a new or empty folder"
-        )
-
-
 def distill_detector(
     run,
     data_paths,
@@ -79,7 +65,7 @@ def distill_detector(
             f"{run} is not a spacemoc run or detector folder with a classifier.npz: the student "
             "is distilled from such a folder"
         )
-    check_student_folder(out_dir)
+    check_replaceable(out_dir, STUDENT_FILES, STUDENT_WEIGHTS, "student folder", "distill")
     device = resolve_device(device)
     config = config or DistillConfig()
     teacher = Detector.load(run, device=device)

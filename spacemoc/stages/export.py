@@ -17,29 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from spacemoc.atomic import atomic_dir
+from spacemoc.atomic import atomic_dir, check_replaceable
 
 DETECTOR_WEIGHTS = "detector.pt"
 # Everything an export writes: a folder holding anything else is not ours to replace.
 DETECTOR_FILES = frozenset(
     {DETECTOR_WEIGHTS, "classifier.npz", "classifier_labels.csv", "eval.csv", "config.yaml"}
 )
-
-
-def check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace anything but a missing or empty folder or an earlier export."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file, not a detector folder; choose another path")
-    entries = {entry.name for entry in out_dir.iterdir()}
-    foreign = sorted(entries - DETECTOR_FILES)
-    if entries and (foreign or DETECTOR_WEIGHTS not in entries):
-        shown = ", ".join(foreign[:5] or sorted(entries)[:5])
-        raise ValueError(
-            f"{out_dir} is not empty and not a detector folder (it holds {shown}); export "
-            "replaces only an earlier export: choose a new or empty folder"
-        )
 
 
 PRETRAINED_ROOT = Path(__file__).parents[1] / "pretrained"  # detectors shipped with the package
@@ -71,7 +55,7 @@ def export_detector(
     if not get_family(model.family).can_train(model):
         raise ValueError(f"{model_path} is already a detector-only checkpoint")
 
-    check_replaceable(out_dir)
+    check_replaceable(out_dir, DETECTOR_FILES, DETECTOR_WEIGHTS, "detector folder", "export")
     with atomic_dir(out_dir) as tmp:
         save_checkpoint(
             tmp / DETECTOR_WEIGHTS,
