@@ -75,10 +75,8 @@ def distill_detector(
     # train split's random play.
     weights = np.concatenate([np.full(len(f), 1.0 / len(f)) for f in per_file])
     status = StatusLine(f"distill {teacher.game}", config.steps, unit="step")
-    rows = []
 
     def progress(step, row):
-        rows.append(row)
         status.update(step)
         print(
             f"step {step}: loss {row['loss']:.4f}; held-out agreement with the teacher: cell F "
@@ -86,7 +84,7 @@ def distill_detector(
             flush=True,
         )
 
-    student, _ = distill(
+    student, rows = distill(
         teacher.model,
         images,
         game=teacher.game,
