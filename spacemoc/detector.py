@@ -239,12 +239,6 @@ class Detector:
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
         self.box_readout = resolve_box_readout(box_readout, model=model, classifier=classifier)
-        fixed = getattr(model, "fixed_box_readout", None)  # a distilled student's
-        if fixed is not None and self.box_readout != fixed:
-            raise ValueError(
-                f"this student gives the {fixed!r} boxes it was distilled from, not "
-                f"{self.box_readout!r}"
-            )
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")

@@ -101,12 +101,16 @@ def resolve_box_readout(
     (channel order BGR) and for a model whose ``infer`` offers no other, else the config schema's
     default. So a run gives by hand the numbers the workflow gave it.
     """
+    fixed = getattr(model, "fixed_box_readout", None)  # a distilled student's only readout
     if box_readout is not None:
         readout = check_box_readout(box_readout)
+        if fixed and readout != fixed:
+            raise ValueError(
+                f"this student gives the {fixed!r} boxes it was distilled from, not {readout!r}"
+            )
         if readout != "glimpse" and model is not None and not offers_box_readouts(model):
             raise ValueError(f"this model's infer() has no box readout {readout!r}")
         return readout
-    fixed = getattr(model, "fixed_box_readout", None)  # a distilled student's only readout
     if fixed:
         return check_box_readout(fixed)
     if folder is not None:
