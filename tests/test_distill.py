@@ -39,6 +39,9 @@ class SquareTeacher:
 
     channel_order = "rgb"
 
+    class config:
+        G = G
+
     def infer(self, x, present_only=False, threshold=0.5):
         cells = torch.nn.functional.avg_pool2d(x, CELL).flatten(2).transpose(1, 2)  # (B,N,3)
         prob = (cells.amax(-1) > 0.5).float() * 0.98 + 0.01  # (B,N)

@@ -104,6 +104,12 @@ def distill(
     """
     config = config or DistillConfig()
     device = torch.device(device)
+    G = getattr(getattr(teacher, "config", None), "G", None)
+    if not G:
+        raise ValueError(
+            "the student learns the per-cell outputs of a model with a G x G grid of cells "
+            f"(SPACE); {type(teacher).__name__} has none (slot models give slots, not cells)"
+        )
     if len(images) < 2:
         raise ValueError(f"distillation needs frames; got {len(images)}")
     rng = np.random.default_rng(config.seed)
@@ -119,8 +125,7 @@ def distill(
         draw = frame_weights[train] / frame_weights[train].sum()
     targets = teacher_targets(teacher, images, box_readout, device, threshold=config.threshold)
     student_config = student_config or StudentConfig(
-        G=int(math.isqrt(targets["z_pres_prob"].shape[1])),
-        z_what_dim=targets["z_what"].shape[-1],
+        G=int(G), z_what_dim=targets["z_what"].shape[-1]
     )
     student = Student(
         student_config,
