@@ -146,6 +146,17 @@ def test_importing_the_package_leaves_torch_to_the_commands():
     assert out.stdout.strip() == "False"
 
 
+def test_a_model_without_cells_is_refused():
+    class SlotLike:
+        channel_order = "rgb"
+
+        def infer(self, x):
+            raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match="G x G grid of cells"):
+        distill(SlotLike(), squares(4), game="pong", labels=["a"], box_readout="glimpse")
+
+
 def test_student_file_round_trip(tmp_path):
     from spacemoc.models import load_checkpoint
 
