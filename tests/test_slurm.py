@@ -138,7 +138,7 @@ def test_every_job_ran_as_a_completed_slurm_job(cluster, runs):
     # One GPU for the rules that use one (the `gpu` resource: train, latents), none for the rest.
     for job_id, rule in jobs.items():
         shown = cluster.run("scontrol", "--oneliner", "show", "job", str(job_id))
-        assert ("gres:gpu:1" in shown) == (rule in ("train", "latents")), (rule, shown)
+        assert ("gres:gpu:1" in shown) == (rule in ("train", "latents", "distill")), (rule, shown)
     assert "train" in jobs.values()
 
 

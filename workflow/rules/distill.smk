@@ -1,7 +1,7 @@
 # Rules of the distill stage: a trained run's model taught to a small student for fast detection
 # in agents, and the student's scores on the test split (docs/detector.md). Built on request:
 #   snakemake ... -- results/pong/space_moc/seed0/student_metrics.csv
-from spacemoc.config import distill_splits
+from spacemoc.config import canonical, distill_splits
 
 
 rule distill:
@@ -23,9 +23,10 @@ rule distill:
         "../envs/spacemoc.yaml"
     threads: config["threads"]
     resources:
+        # it trains a network: on a GPU where there is one
         gpu=1,
     params:
-        settings=config["distill"],
+        settings=canonical(config["distill"]),
     script:
         "../scripts/distill.py"
 
@@ -44,8 +45,6 @@ rule student_evaluate:
     conda:
         "../envs/spacemoc.yaml"
     threads: config["threads"]
-    resources:
-        gpu=1,
     params:
         few_shot=config["eval"]["few_shot"],
         seed=config["eval"]["seed"],
