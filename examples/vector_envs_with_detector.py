@@ -3,6 +3,7 @@ per step (gymnasium's vector API): how many env steps per second an agent gets.
 
     python examples/vector_envs_with_detector.py --pretrained pong --envs 8 --steps 200
     python examples/vector_envs_with_detector.py --run results/pong/space_moc/seed0 --envs 16
+    python examples/vector_envs_with_detector.py --run pong_student --envs 16   # spacemoc distill
 
 Prints env steps per second (all envs together, detection included), the detector's time per
 frame and its share of the whole.
