@@ -55,8 +55,6 @@ def _distill(args) -> None:
     student folder: student.pt, the teacher's classifier.npz and distill.csv (agreement with the
     teacher on held-out frames). `Detector.load(<out>)` then detects with it; `spacemoc latents
     --run <out>` and `spacemoc evaluate` score it on the test split like any model."""
-    from dataclasses import replace
-
     from spacemoc.devices import set_threads
     from spacemoc.distill.config import DistillConfig
     from spacemoc.stages.distill import distill_detector
@@ -64,14 +62,9 @@ def _distill(args) -> None:
     if args.steps < 1 or args.batch_size < 1:
         raise ValueError("--steps and --batch-size must be at least 1")
     set_threads(args.threads)
-    config = replace(
-        DistillConfig(),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.distill_seed,
+    config = DistillConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.distill_seed
     )
-    config = replace(config, eval_every=min(config.eval_every, args.steps))
     print(
         distill_detector(
             run_path(args),

@@ -1,7 +1,6 @@
 """Rule `distill`: unpack Snakemake's arguments and call
 spacemoc.stages.distill.distill_detector."""
 
-from dataclasses import replace
 from pathlib import Path
 
 from spacemoc.devices import set_threads
@@ -12,12 +11,10 @@ from spacemoc.stages.distill import distill_detector
 with log_to(snakemake.log[0]):
     set_threads(snakemake.threads)
     settings = snakemake.params.settings
-    config = replace(
-        DistillConfig(),
+    config = DistillConfig(
         steps=settings["steps"],
         batch_size=settings["batch_size"],
         lr=settings["lr"],
-        eval_every=min(DistillConfig().eval_every, settings["steps"]),
         seed=int(snakemake.wildcards.seed),
     )
     distill_detector(
