@@ -212,10 +212,9 @@ def dataset_arguments(config: dict, split: str, **overrides) -> dict:
 def classifier_splits(config: dict, game: str) -> list[str]:
     """The splits whose latents the classifier is fit on: validation, and the agent split when
     ``data.sizes.agent`` > 0 and the game has a control policy to play it."""
-    from spacemoc.control import POLICIES
     from spacemoc.games import get_game
 
-    agent = config["data"]["sizes"].get("agent", 0) > 0 and get_game(game).name in POLICIES
+    agent = config["data"]["sizes"].get("agent", 0) > 0 and bool(get_game(game).control_policy)
     return ["validation", "agent"] if agent else ["validation"]
 
 

@@ -60,18 +60,23 @@ def boxing_policy(objects, meanings: Sequence[str]) -> int:
     return _action(meanings, (vertical + horizontal) or "FIRE")
 
 
-POLICIES: dict[str, Callable] = {"pong": pong_policy, "boxing": boxing_policy}
+# The game table names each game's policy (Game.control_policy).
+POLICIES: dict[str, Callable] = {
+    "paddle_to_ball": pong_policy,
+    "approach_and_punch": boxing_policy,
+}
 
 
 def policy_for(game: str) -> Callable:
     """The control policy of ``game`` (a name as the game table takes it); a clear error for a
     game without one."""
-    from spacemoc.games import get_game
+    from spacemoc.games import GAMES, get_game
 
-    name = get_game(game).name
-    if name not in POLICIES:
-        raise ValueError(f"no control policy for {name!r}; games with one: {', '.join(POLICIES)}")
-    return POLICIES[name]
+    row = get_game(game)
+    if not row.control_policy:
+        with_one = ", ".join(name for name, g in GAMES.items() if g.control_policy)
+        raise ValueError(f"no control policy for {row.name!r}; games with one: {with_one}")
+    return POLICIES[row.control_policy]
 
 
 def play(env, policy: Callable | None, steps: int, seed: int, source: str) -> dict:

@@ -502,15 +502,6 @@ def _load_classifier(path: Path, game: str | None):
     return ZWhatClassifier.load(npz, game=game)
 
 
-def reference_labels(game: str) -> tuple[str, ...]:
-    """The label list the reference's classifiers index (spec §1.9): ours, except Seaquest,
-    where the reference inserted a `NoObject` placeholder at index 1."""
-    labels = get_game(game).labels
-    if get_game(game).name == "seaquest":
-        return (labels[0], "NoObject", *labels[1:])
-    return labels
-
-
 def _load_reference_classifier(folder: Path, game: str | None, trust: bool):
     if not game:
         raise ValueError(f"cannot tell the game of {folder}; pass game=")
@@ -528,4 +519,4 @@ def _load_reference_classifier(folder: Path, game: str | None, trust: bool):
         )
     from spacemoc.classifier import load_joblib
 
-    return load_joblib(found, trust=True), reference_labels(game)
+    return load_joblib(found, trust=True), get_game(game).reference_labels

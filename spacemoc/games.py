@@ -38,6 +38,21 @@ class Game:
     slots: tuple[tuple[str, int], ...] = ()
     # class -> its ns_state fields where they are not ("POSITION",), as OCAtari's _ns_meaning
     ns_meaning: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Background colours the motion hints' colour score counts as this many pixels (RGB -> count),
+    # so that objects of a colour common in the background still score (spec §1.6.1).
+    motion_colour_counts: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    # The rule policy that plays this game (a key of spacemoc.control.POLICIES); "" for none.
+    control_policy: str = ""
+    # Labels the reference's classifiers index that this table drops: (index, name) inserted.
+    reference_extra_labels: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def reference_labels(self) -> tuple[str, ...]:
+        """The label list the reference's classifiers index (spec §1.9)."""
+        labels = list(self.labels)
+        for index, name in self.reference_extra_labels:
+            labels.insert(index, name)
+        return tuple(labels)
 
     @property
     def max_objects(self) -> dict[str, int]:
@@ -89,6 +104,8 @@ GAMES: dict[str, Game] = {
             # the top or bottom wall towards the whole paddle's encoding (docs/train.md)
             moc_overrides={"motion_underestimating": 1.5, "area_object_weight": 150.0},
             slots=(("Player", 1), ("Ball", 1), ("Enemy", 1)),
+            motion_colour_counts={(236, 236, 236): 8},  # white ball and walls
+            control_policy="paddle_to_ball",
         ),
         _game(
             "boxing",
@@ -98,6 +115,7 @@ GAMES: dict[str, Game] = {
             (0.21875, 0.18571, 0.79375, 0.82381),
             space_overrides=_BIG_OBJECTS,
             slots=(("Player", 1), ("Enemy", 1)),
+            control_policy="approach_and_punch",
         ),
         _game(
             "skiing",
@@ -185,6 +203,8 @@ GAMES: dict[str, Game] = {
                 ("CollectedDiver", 6),
             ),
             ns_meaning={"OxygenBar": ("WIDTH",)},
+            # the reference's classifiers keep a placeholder label (spec defect 15)
+            reference_extra_labels=((1, "NoObject"),),
         ),
         _game(
             "bowling",
@@ -278,6 +298,9 @@ GAMES: dict[str, Game] = {
                 ("Jet", 4),
                 ("Bridge", 1),
             ),
+            # The reference's code 3497752 is the river bank green (53, 95, 24) in base 256 with
+            # the channels reversed; in its effective base 255 it matched no colour at all.
+            motion_colour_counts={(53, 95, 24): 20000},
         ),
     ]
 }

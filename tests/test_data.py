@@ -131,7 +131,7 @@ def test_motion_boxes_cover_moving_objects(background):
     env.reset(seed=env_seed)
     agent = RandomAgent(env.nb_actions, rng)
     agent_steps(env, agent, rollout.WARMUP_STEPS)
-    colours = ColourScore(bg, "pong")
+    colours = ColourScore(bg, get_game("pong").motion_colour_counts)
     moving = covered = 0
     for run, objects in rollout.runs(env, agent, game, 40, 20, 4):
         maps = motion_maps("mode", run, 4, bg, 20, False)

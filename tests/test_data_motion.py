@@ -15,6 +15,7 @@ from spacemoc.data.motion import (
     motion_maps,
     resize_motion,
 )
+from spacemoc.games import get_game
 
 H, W = 210, 160
 
@@ -75,7 +76,8 @@ def test_colour_refinement_trims_background_and_rejects_background_only_boxes():
 def test_colour_codes_base_256_and_game_override():
     assert colour_codes(np.array([[1, 2, 3]]))[0] == 1 + 2 * 256 + 3 * 65536
     background = np.full((H, W, 3), 236, np.uint8)  # Pong's white everywhere
-    plain, pong = ColourScore(background), ColourScore(background, "pong")
+    plain = ColourScore(background)
+    pong = ColourScore(background, get_game("pong").motion_colour_counts)
     white = np.full((2, 2, 3), 236, np.uint8)
     assert plain.pixel_scores(white).max() < 0  # common background colour
     np.testing.assert_allclose(pong.pixel_scores(white), 1 / 8 - 1e-4)

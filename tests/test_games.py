@@ -53,3 +53,63 @@ def test_the_config_schema_lists_exactly_the_game_table():
     from spacemoc.config import schema_property
 
     assert schema_property("games")["items"]["enum"] == list(GAMES)
+
+
+# Per-game facts live in these tables; everywhere else a game is a row of the table, never a name.
+GAME_TABLES = {"games.py", "published.py"}
+
+
+def _game_name_literals(path, names):
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        f"{path}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and node.value.strip().lower() in names
+    ]
+
+
+def test_no_game_name_special_cases_in_the_library_or_the_workflow():
+    """A game's settings go in the game table (or the config), never in a code path that tests
+    its name: no string literal equal to a game's name outside the tables."""
+    import re
+    from pathlib import Path
+
+    import spacemoc
+
+    names = set(GAMES) | {g.env_id.split("/")[1].split("-")[0].lower() for g in GAMES.values()}
+    library = Path(spacemoc.__file__).parent
+    found = [
+        hit
+        for path in sorted(library.rglob("*.py"))
+        if path.name not in GAME_TABLES or path.parent != library
+        for hit in _game_name_literals(path, names)
+    ]
+    workflow = Path(__file__).resolve().parents[1] / "workflow"
+    if workflow.is_dir():
+        quoted = re.compile(r"[\"'](" + "|".join(sorted(names)) + r")[\"']", re.IGNORECASE)
+        found += [
+            f"{path}:{n}: {line.strip()}"
+            for path in sorted([*workflow.rglob("*.py"), *workflow.rglob("*.smk")])
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if quoted.search(line)
+        ]
+    assert not found, "game names in code paths:\n" + "\n".join(found)
+
+
+def test_reference_labels_keep_the_reference_placeholder_where_it_had_one():
+    seaquest = get_game("seaquest")
+    assert seaquest.reference_labels == (seaquest.labels[0], "NoObject", *seaquest.labels[1:])
+    assert get_game("pong").reference_labels == get_game("pong").labels

@@ -25,14 +25,6 @@ from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH, boxes_to_z_where
 MOTION_KINDS = ("mode", "median", "flow")
 MOTION_SIZE = 128
 
-# Background colours the reference down-weights so that objects of that colour still score
-# (spec §1.6.1): RGB -> pixel count used instead of the count in the background image.
-_COLOUR_COUNT_OVERRIDES = {
-    "pong": {(236, 236, 236): 8},  # white ball and walls
-    # The reference's code 3497752 is the river bank green (53, 95, 24) in base 256 with the
-    # channels reversed; in its effective base 255 it matched no colour at all.
-    "riverraid": {(53, 95, 24): 20000},
-}
 _CLOSING_KERNEL = np.ones((3, 3), np.uint8)
 
 
@@ -125,10 +117,11 @@ class ColourScore:
     colours score slightly below 0, so trimming them off a box raises its score.
     """
 
-    def __init__(self, background: np.ndarray, game: str | None = None):
+    def __init__(self, background: np.ndarray, colour_counts: dict | None = None):
         codes, counts = np.unique(colour_codes(background), return_counts=True)
         counts = counts.astype(np.float64)
-        for rgb, count in _COLOUR_COUNT_OVERRIDES.get(game or "", {}).items():
+        # the game's colours to count as given (Game.motion_colour_counts: RGB -> pixel count)
+        for rgb, count in (colour_counts or {}).items():
             code = colour_codes(np.array(rgb).reshape(1, 3))[0]
             at = np.searchsorted(codes, code)
             if at < len(codes) and codes[at] == code:

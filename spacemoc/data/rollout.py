@@ -108,7 +108,7 @@ def collect_chunk(task: ChunkTask, background: np.ndarray) -> ChunkResult:
     agent = make_agent(env, task.game, agent_rng, task.policy, task.epsilon)
     reset(env, env_seed)
     agent_steps(env, agent, WARMUP_STEPS)
-    colours = ColourScore(background, game_row.name)
+    colours = ColourScore(background, game_row.motion_colour_counts)
 
     n, T = task.n_samples, task.T
     frames = np.empty((n, T, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)

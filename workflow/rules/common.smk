@@ -1,7 +1,6 @@
 # Helpers shared by the rule files. The library does the work; rules only connect files.
 from spacemoc.arms import known_arms
 from spacemoc.config import classifier_splits
-from spacemoc.control import POLICIES
 from spacemoc.games import GAMES, DATA_SPLITS, get_game
 
 
@@ -20,7 +19,7 @@ def all_targets():
         *expand("results/{game}/eval.csv", game=config["games"]),
         *expand(
             "results/{game}/control.csv",
-            game=[g for g in config["games"] if get_game(g).name in POLICIES],
+            game=[g for g in config["games"] if get_game(g).control_policy],
         ),
         *expand(
             "results/{game}/{model}/plots/detections.png",
