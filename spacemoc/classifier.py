@@ -205,6 +205,54 @@ def label_centroids(
     return np.array(assigned, dtype=np.int64)
 
 
+CLUSTER_RULES = ("classes", "auto")  # or a number of clusters
+
+
+def check_clusters(clusters) -> str | int:
+    """``clusters`` as the classifier takes it: "classes", "auto" or a positive integer."""
+    if isinstance(clusters, bool) or not (
+        clusters in CLUSTER_RULES or (isinstance(clusters, int) and clusters >= 1)
+    ):
+        raise ValueError(
+            f"clusters must be one of {CLUSTER_RULES} or a positive integer, got {clusters!r}"
+        )
+    return clusters
+
+
+def choose_n_clusters(
+    z,
+    n_classes: int,
+    clusters: str | int = "classes",
+    max_clusters: int | None = None,
+    seed: int = 0,
+    sample: int = 2000,
+) -> int:
+    """The number of k-means clusters: the number of classes ("classes", the reference's rule),
+    a given number, or "auto": the k in ``n_classes .. max_clusters`` (default 4 per class) whose
+    clustering has the highest silhouette on a seeded sample of ``sample`` encodings, for
+    classes whose objects look different (cars of several colours). Never more than the number
+    of encodings."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    check_clusters(clusters)
+    z = np.asarray(z, dtype=np.float64)
+    if clusters == "classes":
+        k = n_classes
+    elif clusters != "auto":
+        k = int(clusters)
+    else:
+        top = min(max_clusters or 4 * n_classes, len(z) - 1)
+        rng = np.random.default_rng(seed)
+        subset = rng.permutation(len(z))[:sample]
+        scores = {}
+        for k in range(max(n_classes, 2), top + 1):
+            fit = KMeans(n_clusters=k, random_state=seed, n_init=3).fit(z)
+            scores[k] = silhouette_score(z[subset], fit.labels_[subset])
+        k = max(scores, key=scores.get) if scores else n_classes
+    return max(1, min(k, len(z)))
+
+
 def fit_centroid_classifier(
     z,
     y,

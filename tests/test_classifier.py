@@ -200,3 +200,39 @@ def test_the_classifier_learns_from_the_agent_split_too(tmp_path):
     other_model = _latents_file(tmp_path / "other.h5", stub, ["Player"] * 30, model_sha256="def")
     with pytest.raises(ValueError, match="different model_sha256"):
         train_classifier([validation, other_model], tmp_path / "c.npz")
+
+
+def test_cluster_rules_and_their_errors():
+    from spacemoc.classifier import check_clusters, choose_n_clusters
+
+    z = np.random.default_rng(0).standard_normal((50, 4))
+    assert choose_n_clusters(z, 3) == 3
+    assert choose_n_clusters(z, 3, 7) == 7
+    assert choose_n_clusters(z[:5], 3, 7) == 5  # never more clusters than encodings
+    for bad in (0, -2, "many", True, 2.5):
+        with pytest.raises(ValueError, match="clusters must be"):
+            check_clusters(bad)
+
+
+def test_auto_clusters_keep_a_class_of_two_looks_from_swallowing_another(tmp_path):
+    """Players drawn two ways (two far-apart groups of codes): one cluster per class merges the
+    two nearest groups, Ball and Enemy, and loses one of them; `auto` finds the four groups."""
+    from spacemoc.stages.classifier import train_classifier
+
+    rng = np.random.default_rng(0)
+    centres = {"Player": [[0, 10], [10, 0]], "Ball": [[-10, 0]], "Enemy": [[-10, 6]]}
+    codes, names = [], []
+    for name, looks in centres.items():
+        for centre in looks:
+            codes.append(np.asarray(centre, float) + 0.1 * rng.standard_normal((40, 2)))
+            names += [name] * 40
+    path = _latents_file(tmp_path / "validation.h5", np.concatenate(codes), names)
+    labels = get_game("pong").labels
+    probe = np.array([[-10, 0], [-10, 6], [0, 10], [10, 0]], float)
+    expected = ["Ball", "Enemy", "Player", "Player"]
+
+    per_class = train_classifier(path, tmp_path / "k.npz")
+    auto = train_classifier(path, tmp_path / "auto.npz", clusters="auto")
+    assert len(per_class.centroids) == 3 and len(auto.centroids) == 4
+    assert [labels[i] for i in per_class.predict(probe)] != expected
+    assert [labels[i] for i in auto.predict(probe)] == expected

@@ -18,6 +18,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def cluster_rule(text: str) -> str | int:
+    """The nn classifier's clusters: "classes", "auto" or a positive integer."""
+    from spacemoc.classifier import check_clusters
+
+    try:
+        return check_clusters(int(text) if text.isdigit() else text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def game_name(text: str) -> str:
     """A game name as the game table spells it (case and `ALE/...-v5` forms accepted); argparse
     then checks it against the known games (``choices=GAMES``)."""

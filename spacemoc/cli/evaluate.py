@@ -11,6 +11,7 @@ from spacemoc.cli.args import (
     add_device,
     add_game,
     add_run,
+    cluster_rule,
     config_choices,
     non_negative_int,
     run_checkpoint,
@@ -69,6 +70,13 @@ def register(subparsers) -> None:
         help="nn (k-means + 1-NN, default) or ridge",
     )
     p.add_argument("--shots", type=int, default=16, help="ridge: labelled objects per class")
+    p.add_argument(
+        "--clusters",
+        type=cluster_rule,
+        default="classes",
+        help="nn: k-means clusters: 'classes' (one per relevant class, default), 'auto' (the "
+        "best silhouette, up to 4 per class or one per object slot) or a number",
+    )
     add_eval_seed(p)
     add_game(p, help="refuse latents of another game")
     p.set_defaults(func=_classifier)
@@ -182,6 +190,7 @@ def _classifier(args) -> None:
         seed=args.eval_seed,
         shots=args.shots,
         game=args.game,
+        clusters=args.clusters,
     )
     print(f"wrote {args.out} ({clf.kind}, game {clf.game})")
 

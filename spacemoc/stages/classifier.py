@@ -16,6 +16,8 @@ from spacemoc.classifier import (
     KINDS,
     ZWhatClassifier,
     atomic_write,
+    check_clusters,
+    choose_n_clusters,
     fit_centroid_classifier,
     fit_ridge_classifier,
     write_label_csv,
@@ -33,11 +35,16 @@ def train_classifier(
     seed: int = 0,
     shots: int = 16,
     game: str | None = None,
+    clusters: str | int = "classes",
 ) -> ZWhatClassifier:
     """Fit the classifier on the relevant labelled objects of one or more latents files of one
-    model (the workflow's: the validation split, and the agent split where there is one)."""
+    model (the workflow's: the validation split, and the agent split where there is one).
+    ``clusters`` (nn): how many k-means clusters (``spacemoc.classifier.choose_n_clusters``);
+    "auto" searches up to four per class, or one per object slot of the game (OCAtari's maximum
+    objects) where that is more."""
     if kind not in KINDS:
         raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
+    check_clusters(clusters)
     paths = [latents_path] if isinstance(latents_path, (str, Path)) else list(latents_path)
     if not paths:
         raise ValueError("no latents file to fit the classifier on")
@@ -79,7 +86,11 @@ def train_classifier(
         f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label) of {latents_path}"
     )
     if kind == "nn":
-        n_clusters = len(g.relevant_indices)
+        n_classes = len(g.relevant_indices)
+        most = max(4 * n_classes, sum(g.max_objects.values()))
+        n_clusters = choose_n_clusters(z, n_classes, clusters, max_clusters=most, seed=seed)
+        if clusters != "classes":
+            print(f"{n_clusters} clusters for {n_classes} classes (clusters: {clusters})")
         if len(z) < n_clusters:
             warnings.warn(
                 f"{latents_path}: {len(z)} relevant objects for {n_clusters} clusters: using "

@@ -51,6 +51,7 @@ rule classifier:
         "../envs/spacemoc.yaml"
     params:
         kind=config["eval"]["classifier"],
+        clusters=config["eval"]["clusters"],
         seed=config["eval"]["seed"],
     script:
         "../scripts/classifier.py"

@@ -10,6 +10,7 @@ with log_to(snakemake.log[0]):
         snakemake.output.joblib,
         snakemake.output.labels,
         kind=snakemake.params.kind,
+        clusters=snakemake.params.clusters,
         seed=snakemake.params.seed,
         game=snakemake.wildcards.game,
     )
