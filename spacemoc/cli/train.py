@@ -1,18 +1,20 @@
-"""`spacemoc train`: train SPACE+MOC on a dataset file (resumes from checkpoints in --out)."""
+"""`spacemoc train`: train a model arm on a dataset file (resumes from checkpoints in --out)."""
 
 from __future__ import annotations
 
+from spacemoc.arms import BUILTIN_ARMS
 from spacemoc.cli.args import add_device, add_game, non_negative_int
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train SPACE+MOC on a dataset HDF5 file",
+        help="train a model (SPACE+MOC by default) on a dataset HDF5 file",
         description=(
-            "Train SPACE+MOC on DATA and write OUT/model.pt, OUT/train_curves.csv, periodic "
-            "checkpoints in OUT/checkpoints/ and TensorBoard logs in OUT/logs/. A run killed "
-            "midway continues from its last checkpoint when started again with the same OUT."
+            "Train a model arm (SPACE+MOC by default) on DATA and write OUT/model.pt, "
+            "OUT/train_curves.csv, periodic checkpoints in OUT/checkpoints/ and TensorBoard logs "
+            "in OUT/logs/. A run killed midway continues from its last checkpoint when started "
+            "again with the same OUT."
         ),
     )
     parser.add_argument(
@@ -28,8 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="config YAML (default: built-in defaults)")
     parser.add_argument(
         "--arm",
-        help="model arm to train, as the workflow does for results/<game>/<arm>/ (built in: space, "
-        "space_m, space_moc; or an arm of --config); default: the config's model section as is",
+        help="model arm to train, as the workflow does for results/<game>/<arm>/ (built in: "
+        f"{', '.join(BUILTIN_ARMS)}; or an arm of --config); default: the config's model section "
+        "as is",
     )
     parser.add_argument(
         "--validation",
