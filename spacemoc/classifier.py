@@ -13,7 +13,8 @@ label qualifies, the first candidate label not used yet is taken; when all are u
 frequent neighbour label (the reference raised IndexError there).
 
 Files: ``classifier.npz`` (kind, game, labels, the box readout of the latents it was fit on,
-arrays; read by ``ZWhatClassifier.load`` with
+arrays, and optionally the box calibration of ``spacemoc.box_calibration``; read by
+``ZWhatClassifier.load`` with
 ``allow_pickle=False``, used by the detector), ``classifier.joblib`` (the equivalent fitted
 scikit-learn estimator, for scikit-learn users; loading it unpickles, so ``load_joblib`` needs
 ``trust=True``) and ``classifier_labels.csv`` (cluster, label, label_name).
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.atomic import atomic_path
+from spacemoc.box_calibration import BoxCalibration
 from spacemoc.files import load_npz
 
 FORMAT = "spacemoc-classifier/1"
@@ -48,6 +50,8 @@ class ZWhatClassifier:
     meta: dict = field(default_factory=dict)
     # The box readout of the latents it was fit on ("" unknown): the detector's default readout.
     box_readout: str = ""
+    # Per-label corrections of the model's boxes towards OCAtari's (None: boxes as the model's)
+    box_calibration: BoxCalibration | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -88,6 +92,8 @@ class ZWhatClassifier:
         }
         if self.box_readout:
             arrays["box_readout"] = np.array(self.box_readout)
+        if self.box_calibration is not None:
+            arrays.update(self.box_calibration.arrays())
         for name in ("centroids", "centroid_labels", "coef", "intercept", "classes"):
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
@@ -109,6 +115,7 @@ class ZWhatClassifier:
                 if k in arrays
             },
             box_readout=str(arrays["box_readout"]) if "box_readout" in arrays else "",
+            box_calibration=BoxCalibration.from_arrays(arrays),
         )
         if game is not None:
             check_game(clf, game, path)

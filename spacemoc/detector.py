@@ -17,6 +17,9 @@ What `detect` does (spec §7, with the reference's defects fixed):
    dropped (HUD: scores, clocks); `hud=True` keeps everything (the reference crashed there).
 4. The classifier names each object from its z_what. `score` is the presence probability (the
    reference returned zeros).
+5. When the classifier carries a box calibration (`spacemoc.box_calibration`: fit by the
+   workflow's classifier rule on detections matched to OCAtari's objects), each box moves towards
+   OCAtari's box for its label; `calibrate_boxes=False` keeps the model's own boxes.
 Boxes are floats in original frame pixels: x, y the top-left corner, w, h the size; not clipped.
 An empty frame gives an empty list (the reference returned a tuple of three empty arrays).
 """
@@ -213,6 +216,7 @@ class Detector:
         batch_size: int = 32,
         precision: str = "float32",
         box_readout: str | None = None,
+        calibrate_boxes: bool = True,
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -248,6 +252,11 @@ class Detector:
             labels or getattr(classifier, "labels", None) or get_game(self.game).labels
         )
         self.threshold = float(threshold)
+        # The classifier's per-label box corrections towards OCAtari's boxes, if it has them
+        # (spacemoc.box_calibration); calibrate_boxes=False gives the model's own boxes.
+        self.box_calibration = (
+            getattr(classifier, "box_calibration", None) if calibrate_boxes else None
+        )
         self.hud = bool(hud)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
@@ -297,11 +306,12 @@ class Detector:
           `trust=True`. The game is the folder's name unless `game=` says otherwise.
         - A checkpoint file (`model.pt` or a reference `.pth`) with `classifier=` (a path to a
           `classifier.npz` or a run folder, or a fitted object with `.predict`).
-        Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `box_readout`)
-        go to the constructor. Without `box_readout` the folder's own readout is used, the one
-        its evaluation was computed with (`spacemoc.models.readouts.resolve_box_readout`: an
-        exported folder's `config.yaml`, the run's classifier or latents, else the config schema's
-        default), so the detector gives the numbers the workflow gave.
+        Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `box_readout`,
+        `calibrate_boxes`) go to the constructor. Without `box_readout` the folder's own readout
+        is used, the one its evaluation was computed with
+        (`spacemoc.models.readouts.resolve_box_readout`: an exported folder's `config.yaml`, the
+        run's classifier or latents, else the config schema's default), so the detector gives
+        the numbers the workflow gave.
         """
         from spacemoc.models import load_checkpoint
 
@@ -439,15 +449,18 @@ class Detector:
         label_idx = np.asarray(self.classifier.predict(z_what))
         scores = prob[b_idx, c_idx]
         px = boxes * np.array([FRAME_WIDTH, FRAME_HEIGHT, FRAME_WIDTH, FRAME_HEIGHT])
+        xywh = np.concatenate([px[:, :2], px[:, 2:] - px[:, :2]], axis=1)
+        if self.box_calibration is not None:
+            xywh = self.box_calibration.apply(xywh, z_what, label_idx)
         for k in range(len(b_idx)):
-            x0, y0, x1, y1 = px[k]
+            x, y, w, h = xywh[k]
             result[b_idx[k]].append(
                 Detection(
                     label=self._label_name(int(label_idx[k])),
-                    x=float(x0),
-                    y=float(y0),
-                    w=float(x1 - x0),
-                    h=float(y1 - y0),
+                    x=float(x),
+                    y=float(y),
+                    w=float(w),
+                    h=float(h),
                     score=float(scores[k]),
                     z_what=z_what[k],
                 )

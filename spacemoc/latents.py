@@ -226,8 +226,9 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
     """z_what and label of the present cells matched to a GT object, flattened.
 
     ``all``: every matched cell; ``relevant``: cells matched to a relevant label whose box lies
-    in the game's relevant area. Returns z_what (n,D), label (n,), frame (n,) (flat frame index)
-    and cell (n,).
+    in the game's relevant area. Returns z_what (n,D), label (n,), frame (n,) (flat frame index),
+    cell (n,), box (n,4) (the cell's [x, y, w, h] in frame pixels) and gt_index (n,) (the matched
+    object's row among its frame's objects).
     """
     from spacemoc.games import get_game
 
@@ -245,4 +246,6 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
         "label": lat.label.reshape(-1)[flat].astype(np.int64),
         "frame": flat // c,
         "cell": flat % c,
+        "box": lat.pixel_boxes().reshape(n * t * c, 4)[flat],
+        "gt_index": lat.gt_index.reshape(-1)[flat].astype(np.int64),
     }

@@ -236,3 +236,42 @@ def test_auto_clusters_keep_a_class_of_two_looks_from_swallowing_another(tmp_pat
     assert len(per_class.centroids) == 3 and len(auto.centroids) == 4
     assert [labels[i] for i in per_class.predict(probe)] != expected
     assert [labels[i] for i in auto.predict(probe)] == expected
+
+
+def test_the_classifier_stage_fits_the_box_calibration_on_the_splits_objects(tmp_path):
+    """Given the dataset split of each latents file, the stage fits the box corrections from
+    the matched detections to their objects' boxes (here: every object box 3 pixels right)."""
+    import h5py
+
+    from spacemoc.stages.classifier import train_classifier
+
+    rng = np.random.default_rng(0)
+    n = 60
+    codes = np.concatenate([rng.normal([0, 3], 0.05, (n, 2)), rng.normal([3, 0], 0.05, (n, 2))])
+    names = ["Player"] * n + ["Ball"] * n
+    latents = _latents_file(tmp_path / "validation.h5", codes, names)
+    with h5py.File(latents, "r+") as f:
+        from spacemoc.geometry import z_where_to_boxes
+
+        f["z_where"][...] = [0.1, 0.1, 0.0, 0.0]  # every box 16 x 21 pixels at the centre
+        model_box = z_where_to_boxes(f["z_where"][0, 0, 0])
+    from spacemoc.data.env import OBJECT_DTYPE
+
+    rows = np.zeros(2 * n, dtype=OBJECT_DTYPE)
+    rows["sample"] = np.arange(2 * n)
+    rows["x"], rows["y"] = model_box[0] + 3, model_box[1]
+    rows["w"], rows["h"] = model_box[2], model_box[3]
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["frames"] = np.zeros((2 * n, 1, 1, 1, 3), np.uint8)
+        f["objects"] = rows
+        f.attrs.update(game="pong", split="validation", labels=list(get_game("pong").labels))
+
+    plain = train_classifier(latents, tmp_path / "plain.npz")
+    assert plain.box_calibration is None
+    clf = train_classifier(latents, tmp_path / "c.npz", data_paths=[data])
+    moved = clf.box_calibration.apply(model_box[None], codes[:1], clf.predict(codes[:1]))
+    np.testing.assert_allclose(moved[0], model_box + [3, 0, 0, 0], atol=0.05)
+    assert ZWhatClassifier.load(tmp_path / "c.npz").box_calibration is not None
+    with pytest.raises(ValueError, match="1 dataset files for 2 latents files"):
+        train_classifier([latents, latents], tmp_path / "d.npz", data_paths=[data])

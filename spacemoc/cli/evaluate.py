@@ -60,6 +60,13 @@ def register(subparsers) -> None:
         nargs="+",
         help="latents HDF5 of one model: the validation split's, and the agent split's if made",
     )
+    p.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        help="the dataset splits of the --latents files, in the same order: also fit the box "
+        "calibration towards OCAtari's boxes (the detector applies it)",
+    )
     p.add_argument("--out", required=True, type=Path, help="classifier.npz (pickle-free)")
     p.add_argument("--joblib", type=Path, help="also write the scikit-learn estimator here")
     p.add_argument("--labels-csv", type=Path, help="also write the label mapping CSV here")
@@ -191,6 +198,7 @@ def _classifier(args) -> None:
         shots=args.shots,
         game=args.game,
         clusters=args.clusters,
+        data_paths=args.data,
     )
     print(f"wrote {args.out} ({clf.kind}, game {clf.game})")
 

@@ -36,12 +36,15 @@ def train_classifier(
     shots: int = 16,
     game: str | None = None,
     clusters: str | int = "classes",
+    data_paths: list[str | Path] | None = None,
 ) -> ZWhatClassifier:
     """Fit the classifier on the relevant labelled objects of one or more latents files of one
     model (the workflow's: the validation split, and the agent split where there is one).
     ``clusters`` (nn): how many k-means clusters (``spacemoc.classifier.choose_n_clusters``);
     "auto" searches up to four per class, or one per object slot of the game (OCAtari's maximum
-    objects) where that is more."""
+    objects) where that is more. ``data_paths`` (the dataset splits the latents were made from,
+    in the same order): also fit the box calibration (``spacemoc.box_calibration``) on the
+    matched detections."""
     if kind not in KINDS:
         raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
     check_clusters(clusters)
@@ -110,8 +113,42 @@ def train_classifier(
     else:
         clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
     clf.box_readout = str(lat.attrs.get("box_readout", ""))
+    if data_paths is not None:
+        clf.box_calibration = _fit_box_calibration(encodings, paths, data_paths)
     _write(clf, out_npz, out_joblib, out_labels_csv)
     return clf
+
+
+def _fit_box_calibration(encodings, latents_paths, data_paths):
+    """The box calibration from the matched relevant detections of every latents file against
+    the objects of its dataset split."""
+    from spacemoc.box_calibration import fit_box_calibration
+    from spacemoc.latents import frame_ground_truth, read_objects
+
+    if len(data_paths) != len(latents_paths):
+        raise ValueError(
+            f"{len(data_paths)} dataset files for {len(latents_paths)} latents files: give the "
+            "split of each latents file, in the same order"
+        )
+    targets = []
+    for enc, latents_path, data_path in zip(encodings, latents_paths, data_paths, strict=True):
+        boxes, _ = frame_ground_truth(read_objects(data_path))
+        if len(enc["frame"]) and enc["frame"].max() >= len(boxes):
+            raise ValueError(f"{latents_path} has more frames than {data_path}: another split?")
+        targets.append(
+            np.array(
+                [boxes[f][i] for f, i in zip(enc["frame"], enc["gt_index"], strict=True)]
+            ).reshape(-1, 4)
+        )
+    calibration = fit_box_calibration(
+        np.concatenate([enc["z_what"] for enc in encodings]),
+        np.concatenate([enc["box"] for enc in encodings]),
+        np.concatenate(targets),
+        np.concatenate([enc["label"] for enc in encodings]),
+    )
+    if calibration is not None:
+        print(f"box calibration for labels {calibration.labels.tolist()}")
+    return calibration
 
 
 def _check_same_model(lats, paths) -> None:

@@ -39,6 +39,12 @@ rule classifier:
             split=classifier_splits(config, w.game),
             **w,
         ),
+        # their splits' objects: the box calibration towards OCAtari's boxes
+        data=lambda w: expand(
+            "results/{game}/data/{split}.h5",
+            split=classifier_splits(config, w.game),
+            game=w.game,
+        ),
     output:
         npz="results/{game}/{model}/seed{seed}/classifier.npz",
         joblib="results/{game}/{model}/seed{seed}/classifier.joblib",

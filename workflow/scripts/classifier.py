@@ -13,4 +13,5 @@ with log_to(snakemake.log[0]):
         clusters=snakemake.params.clusters,
         seed=snakemake.params.seed,
         game=snakemake.wildcards.game,
+        data_paths=list(snakemake.input.data),
     )
