@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from spacemoc.models.settings import DictConfig
 
+BACKGROUNDS = ("learned", "slots")
+
 
 @dataclass
 class SlotConfig(DictConfig):
@@ -16,8 +18,16 @@ class SlotConfig(DictConfig):
     iterations: int = 3  # attention rounds per frame
     enc_channels: int = 32
     token_stride: int = 2  # 128 / 2 = 64 x 64 tokens: Pong's 2x4-pixel ball keeps a token
-    dec_channels: int = 32
-    broadcast_size: int = 16  # the decoder's spatial broadcast, upsampled x2 to img_size
+    # "relative": a per-token MLP of the slot and the token's position relative to the slot's
+    # attention centre, each token giving token_stride^2 pixels; "broadcast": a spatial
+    # broadcast at broadcast_size upsampled by transposed convolutions
+    decoder: str = "relative"
+    # "learned": one learned static image behind the slots (with its own attention query), so the
+    # slots need only explain what differs from it; "slots": the slots explain every pixel
+    background: str = "learned"
+    dec_channels: int = 32  # broadcast decoder
+    broadcast_size: int = 16  # broadcast decoder: its grid, upsampled x2 to img_size
+    relative_clamp: float = 6.0  # relative decoder: positions beyond this many spreads look alike
     mlp_hidden: int = 128
     # A slot is an object when its mask (> mask_threshold) covers min_pixels to max_fraction of
     # the image: the slots that take the background cover more.
@@ -27,6 +37,11 @@ class SlotConfig(DictConfig):
     G: int = 16  # grid of the dataset's motion hints the motion loss reads
 
     def __post_init__(self):
+        for key, valid in (("decoder", ("relative", "broadcast")), ("background", BACKGROUNDS)):
+            if getattr(self, key) not in valid:
+                raise ValueError(
+                    f"SlotConfig.{key} must be one of {valid}, not {getattr(self, key)!r}"
+                )
         if self.img_size % self.token_stride or (self.img_size // self.broadcast_size) & (
             self.img_size // self.broadcast_size - 1
         ):
@@ -53,4 +68,5 @@ class SlotMocConfig(DictConfig):
     schedule_start_step: int = 0
     schedule_end_step: int = 1000
     lr: float = 4.0e-4  # Adam
+    background_lr: float = 1.0e-2  # Adam, the learned background image (SlotConfig.background)
     warmup_steps: int = 100  # linear learning-rate warm-up

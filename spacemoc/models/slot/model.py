@@ -11,8 +11,15 @@ Choices for a 2-core CPU and Atari's small objects (docs/model.md, "Slot Attenti
   without noise;
 * frames are encoded independently (no slots carried over time): inference on single frames then
   sees what training saw; object continuity comes from the loss (``losses.continuity_loss``);
-* the decoder broadcasts at 16 x 16 and upsamples x2 three times to full resolution, so masks
-  are pixel-precise for the box readout (``masks.mask_objects``).
+* a learned static background image behind the slots (``background="learned"``, with its own
+  attention query): Atari backdrops hardly change, and with the backdrop explained the
+  reconstruction error is all in the objects, a few percent of the pixels, which the slots must
+  then take; without it one slot learns the whole frame and the objects are lost in its error;
+* the relative decoder (``decoder="relative"``): each token's pixels come from an MLP of the slot
+  and the token's position relative to the slot's attention centre, in units of the slot's
+  attention spread, so drawing a 2 x 4 ball anywhere is one small sprite for the MLP (as in
+  Invariant Slot Attention, Biza et al. 2023); no transposed convolutions, whose 8-pixel period
+  showed through the masks of the broadcast decoder.
 """
 
 from __future__ import annotations
@@ -68,10 +75,10 @@ class SlotAttention(nn.Module):
     """tokens (B,N,D) -> slots (B,K,D) and the last round's attention (B,K,N), softmax over
     slots: every token is explained by the slots together."""
 
-    def __init__(self, cfg: SlotConfig):
+    def __init__(self, cfg: SlotConfig, num_queries: int):
         super().__init__()
         d, self.iterations, self.eps = cfg.slot_dim, cfg.iterations, 1e-8
-        self.queries = nn.Parameter(torch.randn(1, cfg.num_slots, d) * d**-0.5)
+        self.queries = nn.Parameter(torch.randn(1, num_queries, d) * d**-0.5)
         self.norm_tokens, self.norm_slots, self.norm_mlp = (nn.LayerNorm(d) for _ in range(3))
         self.to_q, self.to_k, self.to_v = (nn.Linear(d, d, bias=False) for _ in range(3))
         self.gru = nn.GRUCell(d, d)
@@ -92,6 +99,45 @@ class SlotAttention(nn.Module):
             slots = self.gru(updates.reshape(-1, D), slots.reshape(-1, D)).view(B, -1, D)
             slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attn
+
+
+def attention_frames(attention: torch.Tensor, grid: torch.Tensor, smallest: float):
+    """attention (B,K,N) over tokens at ``grid`` (N,2) [x, y] -> each slot's centre (B,K,2),
+    the attention-weighted mean position, and spread (B,K,2), the weighted standard deviation
+    (at least ``smallest``)."""
+    weights = attention / attention.sum(-1, keepdim=True).clamp(min=1e-8)
+    centre = weights @ grid  # (B,K,2)
+    variance = weights @ grid.pow(2) - centre.pow(2)
+    return centre, variance.clamp(min=0).add(smallest**2).sqrt()
+
+
+class RelativeDecoder(nn.Module):
+    """slots (B,K,D) with their attention centres and spreads (B,K,2) -> rgb (B,K,3,H,W) in (0,1)
+    and mask logits (B,K,H,W): at each token, an MLP of the slot plus an embedding of the token's
+    position relative to the slot's centre (in spreads, clamped); each token gives its
+    ``token_stride`` x ``token_stride`` pixels."""
+
+    def __init__(self, cfg: SlotConfig):
+        super().__init__()
+        self.side, self.stride = cfg.img_size // cfg.token_stride, cfg.token_stride
+        self.clamp = cfg.relative_clamp
+        self.register_buffer("grid", position_grid(self.side, self.side)[:, :2], persistent=False)
+        self.position = nn.Linear(2, cfg.slot_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.slot_dim, cfg.mlp_hidden), nn.ReLU(inplace=True),
+            nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden), nn.ReLU(inplace=True),
+            nn.Linear(cfg.mlp_hidden, 4 * self.stride**2),
+        )  # fmt: skip
+
+    def forward(self, slots, centre, spread) -> tuple[torch.Tensor, torch.Tensor]:
+        B, K, D = slots.shape
+        relative = (self.grid - centre[:, :, None]) / spread[:, :, None]  # (B,K,N,2)
+        relative = relative.clamp(-self.clamp, self.clamp)
+        out = self.mlp(slots[:, :, None] + self.position(relative))  # (B,K,N,4*s*s)
+        out = out.view(B * K, self.side, self.side, 4 * self.stride**2).permute(0, 3, 1, 2)
+        out = nn.functional.pixel_shuffle(out, self.stride)  # (B*K,4,H,W)
+        out = out.view(B, K, 4, *out.shape[-2:])
+        return torch.sigmoid(out[:, :, :3]), out[:, :, 3]
 
 
 class Decoder(nn.Module):
@@ -124,9 +170,19 @@ class SlotAttentionModel(nn.Module):
     def __init__(self, config: SlotConfig):
         super().__init__()
         self.config = config
+        self.learned_background = config.background == "learned"
         self.encoder = Encoder(config)
-        self.slot_attention = SlotAttention(config)
-        self.decoder = Decoder(config)
+        queries = config.num_slots + int(self.learned_background)  # the background's first
+        self.slot_attention = SlotAttention(config, queries)
+        if config.decoder == "relative":
+            self.decoder = RelativeDecoder(config)
+        else:
+            self.decoder = Decoder(config)
+        if self.learned_background:
+            size = config.img_size
+            self.background_logits = nn.Parameter(torch.zeros(3, size, size))  # sigmoid -> RGB
+            # starts in front of the slots: e^4.3 ~ 7x ten slots' e^0
+            self.background_mask_logit = nn.Parameter(torch.tensor(4.3))
         self.channel_order = "rgb"
         self.game, self.labels, self.step = None, None, None
 
@@ -134,15 +190,42 @@ class SlotAttentionModel(nn.Module):
     def num_objects(self) -> int:
         return self.config.num_slots
 
+    def background_parameters(self) -> list[nn.Parameter]:
+        """The learned background image and its mask logit (trained at their own rate)."""
+        if not self.learned_background:
+            return []
+        return [self.background_logits, self.background_mask_logit]
+
+    @torch.no_grad()
+    def initialise_background(self, images: torch.Tensor) -> None:
+        """Start the learned background at the per-pixel median of ``images`` (B,3,H,W): the
+        backdrop where objects come and go, so the slots need not first explain the whole
+        frame while it is learned."""
+        median = images.median(dim=0).values.clamp(0.02, 0.98)
+        self.background_logits.copy_(torch.logit(median))
+
     def forward(self, images: torch.Tensor) -> dict:
-        """images (B,3,H,W) in [0,1] -> slots (B,K,D), rgb (B,K,3,H,W), masks (B,K,H,W) (softmax
-        over slots), reconstruction (B,3,H,W)."""
+        """images (B,3,H,W) in [0,1] -> the object slots (B,K,D), their rgb (B,K,3,H,W) and
+        masks (B,K,H,W) (softmax over the slots and the background), reconstruction (B,3,H,W)."""
         B = images.shape[0]
-        slots, attention = self.slot_attention(self.encoder(images))  # (B,K,D), (B,K,N)
-        rgb, logits = self.decoder(slots.flatten(0, 1))  # (B*K,3,H,W), (B*K,1,H,W)
-        rgb = rgb.view(B, -1, *rgb.shape[1:])
-        masks = logits.view(B, -1, *logits.shape[2:]).softmax(dim=1)  # (B,K,H,W)
-        reconstruction = (rgb * masks[:, :, None]).sum(1)
+        slots, attention = self.slot_attention(self.encoder(images))  # (B,Q,D), (B,Q,N)
+        if self.learned_background:
+            slots, attention = slots[:, 1:], attention[:, 1:]  # (B,K,D), (B,K,N)
+        if isinstance(self.decoder, RelativeDecoder):
+            side = self.decoder.side
+            centre, spread = attention_frames(attention, self.decoder.grid, 1.0 / side)
+            rgb, logits = self.decoder(slots, centre, spread)  # (B,K,3,H,W), (B,K,H,W)
+        else:
+            rgb, logits = self.decoder(slots.flatten(0, 1))  # (B*K,3,H,W), (B*K,1,H,W)
+            rgb, logits = rgb.view(B, -1, *rgb.shape[1:]), logits.view(B, -1, *logits.shape[2:])
+        if self.learned_background:
+            behind = self.background_mask_logit.expand(B, 1, *logits.shape[-2:])
+            layers = torch.cat((behind, logits), 1).softmax(dim=1)  # (B,1+K,H,W)
+            masks = layers[:, 1:]
+            backdrop = torch.sigmoid(self.background_logits) * layers[:, :1]  # (B,3,H,W)
+        else:
+            masks, backdrop = logits.softmax(dim=1), 0.0
+        reconstruction = (rgb * masks[:, :, None]).sum(1) + backdrop
         return {
             "slots": slots,
             "attention": attention,

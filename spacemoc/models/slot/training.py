@@ -45,7 +45,12 @@ class SlotTrainer:
         if str(train.get("precision", "float32")) != "float32":
             raise ValueError("the slot family trains in float32 only (train.precision)")
         self.model, self.cfg = model, loss_config
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=loss_config.lr)
+        background = model.background_parameters()
+        others = [p for p in model.parameters() if all(p is not b for b in background)]
+        groups = [{"params": others, "lr": loss_config.lr}]
+        if background:
+            groups.append({"params": background, "lr": loss_config.background_lr})
+        self.optimizer = torch.optim.Adam(groups)
         self.clip_norm = float(train["clip_norm"])
 
     def step(self, batch: dict, step: int) -> dict:
@@ -53,6 +58,8 @@ class SlotTrainer:
         frames = batch["frames"]  # (B,T,3,H,W)
         B, T = frames.shape[:2]
         images = frames.flatten(0, 1)  # (B*T,3,H,W), b-major
+        if step == 0 and model.learned_background:
+            model.initialise_background(images)
         out = model(images)
         reconstruction = torch.nn.functional.mse_loss(out["reconstruction"], images)
         lam = schedule(step, cfg)
@@ -83,8 +90,7 @@ class SlotTrainer:
             + lam * cfg.continuity_weight * continuity
         )
         lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.param_groups[0]["lr"] = lr  # the background's rate has no warm-up
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_norm)
