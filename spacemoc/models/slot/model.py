@@ -181,8 +181,8 @@ class SlotAttentionModel(nn.Module):
         if self.learned_background:
             size = config.img_size
             self.background_logits = nn.Parameter(torch.zeros(3, size, size))  # sigmoid -> RGB
-            # starts in front of the slots: e^4.3 ~ 7x ten slots' e^0
-            self.background_mask_logit = nn.Parameter(torch.tensor(4.3))
+            # starts level with each slot, so a slot's mask is not held near 0 from the start
+            self.background_mask_logit = nn.Parameter(torch.tensor(0.0))
         self.channel_order = "rgb"
         self.game, self.labels, self.step = None, None, None
 
