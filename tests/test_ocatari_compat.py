@@ -205,11 +205,11 @@ def test_pong_slots_match_ocatari_on_the_same_frames():
     """Seeded OCAtari Pong (hud=False), its frames through the shipped Pong detector and the
     wrapper's default `agent_tracker()`.
 
-    Measured here (600 steps, seed 0): fill agreement Player 0.960, Ball 0.925, Enemy 0.985;
-    median position error 1 px for each, within 3 px 0.998 / 0.940 / 0.998 (1,500 steps, seed 1:
-    0.983 / 0.929 / 0.977 and 0.999 / 0.958 / 0.998). The thresholds leave room for rare misses
-    (the ball at a paddle), the ball held two frames after each point, the clipped paddle the
-    shipped classifier calls Ball, and CPU numerics."""
+    Measured here (600 steps, seed 0; the shipped classifier fit with the agent split and its box
+    calibration): fill agreement Player 1.000, Ball 0.937, Enemy 0.985; median position error
+    0 px for each, within 3 px 1.000 / 0.985 / 0.998 (before the box calibration: median 1 px,
+    within 3 px 0.998 / 0.970 / 0.998). The thresholds leave room for rare misses (the ball at a
+    paddle), the ball held two frames after each point, and CPU numerics."""
     steps = 600
     counts, errors, dup, env = _play_side_by_side("pong", steps, seed=0)
     _report("pong", counts, errors, dup, steps)
@@ -228,15 +228,16 @@ def test_pong_slots_match_ocatari_on_the_same_frames():
 
 
 def test_boxing_slots_match_ocatari_on_the_same_frames():
-    """Boxing likewise (fewer steps). Measured (400 steps, seed 0): fill agreement Player 1.000,
-    Enemy 0.990; median error 1 / 2 px, within 3 px 0.990 / 0.818."""
+    """Boxing likewise (fewer steps). Measured (300 steps, seed 0): fill agreement Player 1.000,
+    Enemy 0.987; median error 0 / 0 px, within 3 px 0.990 / 0.976 (before the box calibration:
+    1 / 2 px, 0.987 / 0.804: the model's box takes in the punching arm, OCAtari's does not)."""
     steps = 300
     counts, errors, dup, env = _play_side_by_side("boxing", steps, seed=0)
     _report("boxing", counts, errors, dup, steps)
     for c, k in counts.items():
-        assert (k[(True, True)] + k[(False, False)]) / steps >= 0.8, c
-        assert len(errors[c]) >= 200 and np.median(errors[c]) <= 3, c
-        assert np.mean(errors[c] <= 6) >= 0.8, c
+        assert (k[(True, True)] + k[(False, False)]) / steps >= 0.9, c
+        assert len(errors[c]) >= 200 and np.median(errors[c]) <= 1, c
+        assert np.mean(errors[c] <= 3) >= 0.9, c
     assert env.ns_meaning == ["Player (['POSITION'])", "Enemy (['POSITION'])"]
 
 
