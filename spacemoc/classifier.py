@@ -237,8 +237,8 @@ def choose_n_clusters(
     """The number of k-means clusters: the number of classes ("classes", the reference's rule),
     a given number, or "auto": the k in ``n_classes .. max_clusters`` (default 4 per class) whose
     clustering has the highest silhouette on a seeded sample of ``sample`` encodings, for
-    classes whose objects look different (cars of several colours). Never more than the number
-    of encodings."""
+    classes whose objects look different (cars of several colours; "auto" searches no further
+    than the number of encodings)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -257,7 +257,7 @@ def choose_n_clusters(
             fit = KMeans(n_clusters=k, random_state=seed, n_init=3).fit(z)
             scores[k] = silhouette_score(z[subset], fit.labels_[subset])
         k = max(scores, key=scores.get) if scores else n_classes
-    return max(1, min(k, len(z)))
+    return k
 
 
 def fit_centroid_classifier(

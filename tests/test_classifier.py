@@ -208,10 +208,20 @@ def test_cluster_rules_and_their_errors():
     z = np.random.default_rng(0).standard_normal((50, 4))
     assert choose_n_clusters(z, 3) == 3
     assert choose_n_clusters(z, 3, 7) == 7
-    assert choose_n_clusters(z[:5], 3, 7) == 5  # never more clusters than encodings
+    assert choose_n_clusters(z[:5], 3, "auto") <= 4  # searches no further than the encodings
     for bad in (0, -2, "many", True, 2.5):
         with pytest.raises(ValueError, match="clusters must be"):
             check_clusters(bad)
+
+
+def test_more_clusters_than_objects_are_cut_to_the_objects_with_a_warning(tmp_path):
+    from spacemoc.stages.classifier import train_classifier
+
+    codes = np.random.default_rng(0).standard_normal((4, 2))
+    path = _latents_file(tmp_path / "validation.h5", codes, ["Player", "Ball", "Enemy", "Ball"])
+    with pytest.warns(UserWarning, match="4 relevant objects for 7 clusters: using 4"):
+        clf = train_classifier(path, tmp_path / "c.npz", clusters=7)
+    assert len(clf.centroids) == 4
 
 
 def test_auto_clusters_keep_a_class_of_two_looks_from_swallowing_another(tmp_path):
