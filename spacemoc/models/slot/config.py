@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from spacemoc.models.settings import DictConfig
 
+DECODERS = ("relative", "broadcast")
 BACKGROUNDS = ("learned", "slots")
 
 
@@ -37,7 +38,7 @@ class SlotConfig(DictConfig):
     G: int = 16  # grid of the dataset's motion hints the motion loss reads
 
     def __post_init__(self):
-        for key, valid in (("decoder", ("relative", "broadcast")), ("background", BACKGROUNDS)):
+        for key, valid in (("decoder", DECODERS), ("background", BACKGROUNDS)):
             if getattr(self, key) not in valid:
                 raise ValueError(
                     f"SlotConfig.{key} must be one of {valid}, not {getattr(self, key)!r}"

@@ -13,8 +13,9 @@ Choices for a 2-core CPU and Atari's small objects (docs/model.md, "Slot Attenti
   sees what training saw; object continuity comes from the loss (``losses.continuity_loss``);
 * a learned static background image behind the slots (``background="learned"``, with its own
   attention query): Atari backdrops hardly change, and with the backdrop explained the
-  reconstruction error is all in the objects, a few percent of the pixels, which the slots must
-  then take; without it one slot learns the whole frame and the objects are lost in its error;
+  reconstruction error is all in the objects, which the slots alone can then reduce (without it
+  one slot learned the whole frame; with it, slots have not yet taken Pong's objects either:
+  docs/slot.md);
 * the relative decoder (``decoder="relative"``): each token's pixels come from an MLP of the slot
   and the token's position relative to the slot's attention centre, in units of the slot's
   attention spread, so drawing a 2 x 4 ball anywhere is one small sprite for the MLP (as in
