@@ -35,7 +35,14 @@ import numpy as np
 from spacemoc.devices import resolve_device
 from spacemoc.distill.config import STUDENT_WEIGHTS
 from spacemoc.games import get_game
-from spacemoc.geometry import FRAME_HEIGHT, FRAME_SHAPE, FRAME_WIDTH, IMAGE_SIZE, z_where_to_corners
+from spacemoc.geometry import (
+    FRAME_HEIGHT,
+    FRAME_SHAPE,
+    FRAME_WIDTH,
+    IMAGE_SIZE,
+    corners_to_boxes,
+    z_where_to_corners,
+)
 from spacemoc.models.inputs import model_input
 from spacemoc.models.readouts import resolve_box_readout
 from spacemoc.stages.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
@@ -448,8 +455,7 @@ class Detector:
             return result
         label_idx = np.asarray(self.classifier.predict(z_what))
         scores = prob[b_idx, c_idx]
-        px = boxes * np.array([FRAME_WIDTH, FRAME_HEIGHT, FRAME_WIDTH, FRAME_HEIGHT])
-        xywh = np.concatenate([px[:, :2], px[:, 2:] - px[:, :2]], axis=1)
+        xywh = corners_to_boxes(boxes)
         if self.box_calibration is not None:
             xywh = self.box_calibration.apply(xywh, z_what, label_idx)
         for k in range(len(b_idx)):

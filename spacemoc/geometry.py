@@ -68,6 +68,15 @@ def boxes_to_corners(boxes, frame_size=FRAME_SIZE) -> np.ndarray:
     return np.stack([x0, y0, x0 + boxes[..., 2] / width, y0 + boxes[..., 3] / height], axis=-1)
 
 
+def corners_to_boxes(corners, frame_size=FRAME_SIZE) -> np.ndarray:
+    """(..., 4) normalised [x_min, y_min, x_max, y_max] -> (..., 4) [x, y, w, h] in frame pixels,
+    the inverse of ``boxes_to_corners``."""
+    corners = np.asarray(corners, dtype=np.float64)
+    width, height = frame_size
+    x0, y0, x1, y1 = np.moveaxis(corners, -1, 0)
+    return np.stack([x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height], axis=-1)
+
+
 def in_relevant_area(game_row, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
     """Boolean mask (...,) of pixel boxes (..., 4+) [x, y, w, h, ...] inside the relevant area of
     ``game_row`` (a ``spacemoc.games.Game``: HUD boxes such as scores and clocks lie outside)."""

@@ -38,6 +38,22 @@ def test_alpha_extent_full_and_empty_glimpses():
     np.testing.assert_allclose(out[1], z_where[1])
 
 
+def test_box_conversions_are_inverses():
+    from spacemoc.geometry import (
+        boxes_to_corners,
+        boxes_to_z_where,
+        corners_to_boxes,
+        z_where_to_boxes,
+        z_where_to_corners,
+    )
+
+    boxes = np.array([[10.0, 20.0, 5.0, 7.0], [0.0, 0.0, 160.0, 210.0], [-3.0, 200.0, 8.0, 20.0]])
+    np.testing.assert_allclose(corners_to_boxes(boxes_to_corners(boxes)), boxes, atol=1e-9)
+    z_where = boxes_to_z_where(boxes)
+    np.testing.assert_allclose(z_where_to_boxes(z_where), boxes, atol=1e-9)
+    np.testing.assert_allclose(corners_to_boxes(z_where_to_corners(z_where)), boxes, atol=1e-9)
+
+
 def test_unknown_readout_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown box readout 'tight'.*glimpse, alpha"):
         check_box_readout("tight")
