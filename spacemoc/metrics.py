@@ -205,6 +205,37 @@ def detection_scores(
     return out
 
 
+def recall_by_label(
+    pred: Sequence,
+    gt: Sequence,
+    gt_labels: Sequence,
+    frame_size: tuple[int, int] = FRAME_SIZE,
+    centre_threshold: float = CENTRE_THRESHOLD,
+) -> dict[int, tuple[int, int]]:
+    """Per GT label: (found, total) objects under ``detection_scores``' centre-distance matching,
+    so that the recalls of the labels add up to its recall. Inputs as ``detection_scores``, with
+    ``gt_labels`` per frame a (K,) array of the GT boxes' label indices."""
+    _check_frames(pred, gt)
+    found: dict[int, int] = {}
+    total: dict[int, int] = {}
+    for frame_pred, frame_gt, labels in zip(pred, gt, gt_labels, strict=True):
+        p, g = _as_boxes(frame_pred, 5), _as_boxes(frame_gt, 4)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if len(labels) != len(g):
+            raise ValueError(f"{len(g)} GT boxes but {len(labels)} labels in a frame")
+        matched = greedy_match(
+            misalignment_matrix(_normalise(p, frame_size), _normalise(g, frame_size)),
+            p[:, 4],
+            centre_threshold,
+        )
+        hit = np.zeros(len(g), dtype=bool)
+        hit[matched[matched >= 0]] = True
+        for label, was_found in zip(labels.tolist(), hit.tolist(), strict=True):
+            total[label] = total.get(label, 0) + 1
+            found[label] = found.get(label, 0) + int(was_found)
+    return {label: (found[label], total[label]) for label in sorted(total)}
+
+
 def precision_recall_curve(pred, gt, frame_size=FRAME_SIZE, iou_threshold: float = 0.5):
     """Cumulative (precision, recall, confidence) arrays by decreasing confidence (IoU matching)."""
     _check_frames(pred, gt)

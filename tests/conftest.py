@@ -32,6 +32,8 @@ TINY_TARGETS = (
     "results/summary.csv",
     "results/results.md",
     "results/pong/control.csv",
+    "results/pong/class_recall.csv",
+    "results/pong/space_moc/class_recall.csv",
     "results/pong/space_moc/seed0/detector",
     "results/pong/space_moc/seed0/student_metrics.csv",
 )

@@ -158,3 +158,14 @@ def test_pixel_mode_per_channel_ties_to_smaller():
     mode = pixel_mode(frames)
     assert mode.shape == (2, 3, 3)
     assert mode[0, 0, 0] == 7 and mode[0, 1, 1] == 0 and mode[1, 2, 2] == 4
+
+
+def test_cell_winners_names_the_box_each_cell_holds():
+    from spacemoc.data.motion import cell_winners
+
+    small, large, far = [12, 15, 2, 2], [10, 14, 6, 4], [100, 150, 16, 10]
+    assert cell_winners(np.array([small, large, far]), 16) == {17: 1, 11 * 16 + 10: 2}
+    assert cell_winners(np.array([large, small]), 16) == {17: 0}
+    # equal boxes: the first keeps the cell
+    assert cell_winners(np.array([small, small]), 16) == {17: 0}
+    assert cell_winners(np.zeros((0, 4)), 8) == {}

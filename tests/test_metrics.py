@@ -10,6 +10,7 @@ from spacemoc.metrics import (
     encoding_scores,
     few_shot_indices,
     joint_scores,
+    recall_by_label,
     relevant_subset,
     split_encodings,
 )
@@ -207,3 +208,24 @@ def test_too_rare_classes_are_reported_not_crashed_on():
     with pytest.warns(UserWarning, match="undefined"):
         s = encoding_scores(z[:30], y[:30], few_shot=(1,))
     assert np.isnan(s["ami"]) and np.isnan(s["few_shot_1"])
+
+
+def test_recall_by_label_splits_the_detection_recall_by_class():
+    # frame 1: both objects found; frame 2: only the second (label 2), plus a false positive
+    pred = [
+        with_score(GT, [0.9, 0.8]),
+        with_score([[80.5, 120.0, 4.0, 16.0], [140.0, 10.0, 5.0, 5.0]], [0.9, 0.7]),
+    ]
+    gt, labels = [GT, GT], [np.array([1, 2]), np.array([1, 2])]
+    counts = recall_by_label(pred, gt, labels)
+    assert counts == {1: (1, 2), 2: (2, 2)}
+    found = sum(f for f, _ in counts.values())
+    total = sum(t for _, t in counts.values())
+    assert found / total == pytest.approx(detection_scores(pred, gt)["recall"])
+    # one prediction cannot find two objects; no ground truth, no row
+    assert recall_by_label([with_score(GT[:1], [1.0])], [np.repeat(GT[:1], 2, 0)], [[3, 3]]) == {
+        3: (1, 2)
+    }
+    assert recall_by_label([np.zeros((0, 5))], [np.zeros((0, 4))], [np.zeros(0)]) == {}
+    with pytest.raises(ValueError, match="labels"):
+        recall_by_label([np.zeros((0, 5))], [GT], [np.array([1])])

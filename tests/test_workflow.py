@@ -46,6 +46,29 @@ def test_tiny_workflow_writes_eval_csv_with_every_column(tiny_run):
         assert stage in benchmarks, sorted(benchmarks)
 
 
+def test_tiny_workflow_writes_the_recall_of_every_class_per_source(tiny_run):
+    from spacemoc.games import get_game
+    from spacemoc.stages.class_recall import read_class_recall
+
+    rows = read_class_recall(tiny_run / "results/pong/space_moc/class_recall.csv")
+    sources = ["cells8", "cells16", "motion", "hints8", "hints16", "bgsub", "space_moc"]
+    assert list(dict.fromkeys(r["source"] for r in rows)) == sources
+    assert {r["label"] for r in rows} == set(get_game("pong").relevant)
+    for row in rows:
+        found, objects = int(row["found"]), int(row["objects"])
+        assert 0 <= found <= objects
+        if objects:
+            assert float(row["recall"]) == pytest.approx(found / objects, abs=1e-4)
+    # the paddles never share a cell of either grid with another object
+    for row in rows:
+        if row["source"].startswith("cells") and row["label"] in ("Player", "Enemy"):
+            assert row["found"] == row["objects"], row
+    data_only = read_class_recall(tiny_run / "results/pong/class_recall.csv")
+    assert data_only == [r for r in rows if r["source"] != "space_moc"]
+    assert (tiny_run / "results/pong/space_moc/plots/class_recall.png").stat().st_size > 0
+    assert (tiny_run / "results/pong/class_recall.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_tiny_workflow_is_up_to_date_after_a_run(tiny_run):
     result = run_snakemake(tiny_run, "-n", "--", *TINY_TARGETS)

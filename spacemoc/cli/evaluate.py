@@ -1,5 +1,6 @@
-"""The evaluation stage by hand: `spacemoc latents`, `classifier`, `bgsub`, `evaluate`,
-`aggregate`, `summary`, `results-table` and `plots` (the functions the workflow's rules call)."""
+"""The evaluation stage by hand: `spacemoc latents`, `classifier`, `bgsub`, `class-recall`,
+`evaluate`, `aggregate`, `summary`, `results-table` and `plots` (the functions the workflow's rules
+call)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,29 @@ def register(subparsers) -> None:
     p.add_argument("--background", required=True, type=Path, help="background.npy of the game")
     p.add_argument("--out", required=True, type=Path, help="CSV with the metrics columns")
     p.set_defaults(func=_bgsub)
+
+    p = subparsers.add_parser(
+        "class-recall",
+        help="recall of every relevant class: ground truth per grid cell, motion boxes, hints, "
+        "bgsub and a model",
+        description=_class_recall.__doc__,
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset split, e.g. test.h5")
+    p.add_argument(
+        "--out", required=True, type=Path, help="CSV to write (one row per source, class)"
+    )
+    p.add_argument("--plot", type=Path, help="PNG of the recalls as bars")
+    p.add_argument("--background", type=Path, help="background.npy: adds the bgsub rows")
+    p.add_argument("--latents", type=Path, help="a model's latents of the same split")
+    p.add_argument(
+        "--arm",
+        default=DEFAULT_ARM,
+        help=f"source name of the latents' rows (default {DEFAULT_ARM})",
+    )
+    p.add_argument(
+        "--run", type=Path, help="check the latents were made by this run's model (folder or .pt)"
+    )
+    p.set_defaults(func=_class_recall)
 
     p = subparsers.add_parser(
         "evaluate",
@@ -209,6 +233,26 @@ def _bgsub(args) -> None:
 
     for row in run_bgsub(args.data, args.background, args.out):
         print(row["subset"], {k: round(row[k], 4) for k in ("precision", "recall", "f_score")})
+
+
+def _class_recall(args) -> None:
+    """Where detection fails first: per relevant class, the recall of the ground truth kept one
+    per cell of an 8x8 and a 16x16 grid (the most SPACE can find), of the dataset's motion boxes
+    and of the motion hints made from them, of background subtraction and of a model (its test
+    latents), with the class's object count and median size."""
+    from spacemoc.stages.class_recall import run_class_recall
+
+    rows = run_class_recall(
+        args.data,
+        args.out,
+        plot_path=args.plot,
+        background_path=args.background,
+        latents_path=args.latents,
+        model_path=run_checkpoint(args.run) if args.run else None,
+        model_name=args.arm,
+    )
+    for row in rows:
+        print(f"{row['source']:>10} {row['label']:>16}: {row['found']}/{row['objects']}")
 
 
 def _evaluate(args) -> None:

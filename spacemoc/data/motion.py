@@ -213,26 +213,36 @@ def motion_boxes(
     return np.array(boxes, np.int32).reshape(-1, 4)
 
 
+def cell_winners(boxes, grid_size: int = 16) -> dict[int, int]:
+    """Which box each cell of a G x G grid over the frame holds: cell (row-major) -> index into
+    ``boxes`` (K,4) [x, y, w, h] in 160x210 frame pixels. The cell of a box is that of its
+    (integer-halved) centre; the largest box wins a cell, the first of equal ones."""
+    G = grid_size
+    H, W = float(FRAME_HEIGHT), float(FRAME_WIDTH)
+    winners: dict[int, int] = {}
+    areas: dict[int, float] = {}
+    for index, (x, y, w, h) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        row = int((y + np.floor(h / 2)) // (H / G))
+        col = int((x + np.floor(w / 2)) // (W / G))
+        cell = min(max(row, 0), G - 1) * G + min(max(col, 0), G - 1)
+        # a new box's area against the held one's float32-stored scales, as the reference
+        if cell not in winners or (w / W) * (h / H) > areas[cell]:
+            winners[cell] = index
+            areas[cell] = float(np.float32(w / W)) * float(np.float32(h / H))
+    return winners
+
+
 def motion_hints(boxes, grid_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """MOC hints of one frame from its motion boxes (spec §1.6 step 3).
 
     boxes: (K,4) [x, y, w, h] in 160x210 frame pixels. Returns z_pres (G*G,) float32 in {0,1} and
-    z_where (G*G,4) float32 = [w/W, h/H, cx, cy] with centres in [-1,1]; cells are row-major and
-    the cell of a box is that of its (integer-halved) centre; the largest box wins a cell.
+    z_where (G*G,4) float32 = [w/W, h/H, cx, cy] with centres in [-1,1]; cells are row-major, one
+    box per cell (``cell_winners``).
     """
-    G = grid_size
-    H, W = float(FRAME_HEIGHT), float(FRAME_WIDTH)
-    z_pres = np.zeros(G * G, np.float32)
-    z_where = np.zeros((G * G, 4), np.float32)
-    for x, y, w, h in np.asarray(boxes, np.float64).reshape(-1, 4):
-        row = int((y + np.floor(h / 2)) // (H / G))
-        col = int((x + np.floor(w / 2)) // (W / G))
-        row, col = min(max(row, 0), G - 1), min(max(col, 0), G - 1)
-        cell = row * G + col
-        where = boxes_to_z_where((x, y, w, h))  # [sx, sy, cx, cy]
-        if z_pres[cell] == 0 or where[0] * where[1] > float(z_where[cell, 0]) * float(
-            z_where[cell, 1]
-        ):
-            z_pres[cell] = 1.0
-            z_where[cell] = where
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    z_pres = np.zeros(grid_size * grid_size, np.float32)
+    z_where = np.zeros((grid_size * grid_size, 4), np.float32)
+    for cell, index in cell_winners(boxes, grid_size).items():
+        z_pres[cell] = 1.0
+        z_where[cell] = boxes_to_z_where(boxes[index])
     return z_pres, z_where

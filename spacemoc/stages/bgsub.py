@@ -73,24 +73,18 @@ def bgsub_detect(
     return np.array(out, dtype=np.float64).reshape(-1, 5)
 
 
-def evaluate_bgsub(
+def detect_split(
     data_path, background_path, threshold: int = THRESHOLD, dilate: int = 1
-) -> list[dict]:
-    """Detection metrics of the baseline on a dataset split: one row per subset (all, relevant)
-    with the ``DETECTION_KEYS`` and ``subset``."""
+) -> list[np.ndarray]:
+    """The baseline's detections on every frame of a dataset split (flattened, sample-major)."""
     from tqdm import tqdm
-
-    from spacemoc.latents import object_boxes, read_objects
-    from spacemoc.metrics import detection_scores, relevant_subset
 
     try:  # any size the frames have (a game's 210x160 background, or the frames' own size)
         background = prepare_background(np.load(background_path, allow_pickle=False))
     except (OSError, EOFError, ValueError) as err:
         raise damaged_file_error(background_path, "background", err) from err
-    objects = read_objects(data_path)
-    pred, gt, gt_labels = [], [], []
+    pred = []
     with open_h5(data_path, "dataset") as f:
-        game = str(f.attrs["game"])
         frames = f["frames"]
         if frames.shape[0] == 0:
             raise ValueError(f"{data_path} holds no samples: nothing to evaluate")
@@ -99,11 +93,22 @@ def evaluate_bgsub(
                 f"background {background.shape} does not match frames {frames.shape[2:]}"
             )
         for i in tqdm(range(frames.shape[0]), desc="bgsub", unit="sample"):
-            sample = frames[i]
-            for t in range(sample.shape[0]):
-                pred.append(bgsub_detect(sample[t], background, threshold, dilate))
-                gt.append(object_boxes(objects[i][t]))
-                gt_labels.append(objects[i][t]["label"])
+            pred += [bgsub_detect(frame, background, threshold, dilate) for frame in frames[i]]
+    return pred
+
+
+def evaluate_bgsub(
+    data_path, background_path, threshold: int = THRESHOLD, dilate: int = 1
+) -> list[dict]:
+    """Detection metrics of the baseline on a dataset split: one row per subset (all, relevant)
+    with the ``DETECTION_KEYS`` and ``subset``."""
+    from spacemoc.latents import frame_ground_truth, read_objects
+    from spacemoc.metrics import detection_scores, relevant_subset
+
+    pred = detect_split(data_path, background_path, threshold, dilate)
+    gt, gt_labels = frame_ground_truth(read_objects(data_path))
+    with open_h5(data_path, "dataset") as f:
+        game = str(f.attrs["game"])
     rows = [{"subset": "all", **detection_scores(pred, gt)}]
     rel_pred, rel_gt, _, _ = relevant_subset(pred, gt, gt_labels, game)
     rows.append({"subset": "relevant", **detection_scores(rel_pred, rel_gt)})

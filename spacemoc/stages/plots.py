@@ -138,6 +138,29 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
     return _save(fig, path)
 
 
+def plot_class_recall(rows: list[dict], path, title=""):
+    """Recall per relevant class (groups of bars), one bar per source of boxes, from the rows of
+    ``spacemoc.stages.class_recall`` (CSV strings or numbers)."""
+    plt = _pyplot()
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    sources = list(dict.fromkeys(r["source"] for r in rows))
+    recall = {(r["source"], r["label"]): float(r["recall"] or "nan") for r in rows}
+    objects = {r["label"]: int(r["objects"]) for r in rows}
+    height = 0.8 / max(len(sources), 1)
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.22 * len(labels) * len(sources)))
+    for k, source in enumerate(sources):
+        y = np.arange(len(labels)) + k * height
+        ax.barh(y, [recall[(source, label)] for label in labels], height, label=source)
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2)
+    ax.set_yticklabels([f"{label} ({objects[label]})" for label in labels])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("recall (centre distance, relevant area)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(title or "recall per class (objects in the split)")
+    return _save(fig, path)
+
+
 def plot_confusion(confusion, names, path, title="detection + classification"):
     """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
     plt = _pyplot()

@@ -22,8 +22,9 @@ def all_targets():
             game=[g for g in config["games"] if get_game(g).control_policy],
         ),
         *expand(
-            "results/{game}/{model}/plots/detections.png",
+            "results/{game}/{model}/{figure}",
             game=config["games"],
             model=config["models"],
+            figure=["plots/detections.png", "class_recall.csv"],
         ),
     ]

@@ -163,6 +163,55 @@ rule results_table:
 
 
 # The figures of an arm show its first configured seed.
+rule class_recall_data:
+    input:
+        data="results/{game}/data/test.h5",
+        background="results/{game}/background.npy",
+    output:
+        csv="results/{game}/class_recall.csv",
+        png=report(
+            "results/{game}/class_recall.png",
+            caption="../report/class_recall.rst",
+            category="Figures",
+            subcategory="{game}",
+        ),
+    log:
+        "logs/{game}/class_recall.log",
+    benchmark:
+        "results/{game}/benchmarks/class_recall.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
+    params:
+        arm=None,
+    script:
+        "../scripts/class_recall.py"
+
+
+rule class_recall:
+    input:
+        data="results/{game}/data/test.h5",
+        background="results/{game}/background.npy",
+        latents=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/latents/test.h5",
+    output:
+        csv="results/{game}/{model}/class_recall.csv",
+        png=report(
+            "results/{game}/{model}/plots/class_recall.png",
+            caption="../report/class_recall.rst",
+            category="Figures",
+            subcategory="{game} {model}",
+        ),
+    log:
+        "logs/{game}/{model}/class_recall.log",
+    benchmark:
+        "results/{game}/{model}/benchmarks/class_recall.tsv"
+    conda:
+        "../envs/spacemoc.yaml"
+    params:
+        arm=lambda w: w.model,
+    script:
+        "../scripts/class_recall.py"
+
+
 rule plots:
     input:
         latents=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/latents/test.h5",

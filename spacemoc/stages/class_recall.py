@@ -1,0 +1,156 @@
+"""Where detection fails first: recall of every relevant class, per source of boxes.
+
+One row per (source, label) on a split's relevant objects, with the matching of ``eval.csv``'s
+recall (centre distance, ``spacemoc.metrics.recall_by_label``; predictions inside the relevant
+area). The sources, from the data alone:
+
+* ``cells{G}``: the ground-truth boxes kept one per cell of a G x G grid (the largest), as SPACE's
+  grid can hold them: the most a SPACE model of that grid size can find (G = 8 and 16);
+* ``motion``: the dataset's motion boxes, what the MOC motion loss starts from;
+* ``hints{G}``: those boxes kept one per cell, the presence and box targets the model is taught;
+* ``bgsub``: the background-subtraction baseline (when the background is given);
+
+and, given a model's latents of the same split, the model (its arm's name). ``objects`` counts the
+class's ground-truth objects and ``median_width`` / ``median_height`` their size in frame pixels,
+the same on every row of a class.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from spacemoc.atomic import atomic_path
+
+GRID_SIZES = (8, 16)  # SPACE's useful grids (G = 4 holds too few objects for any game here)
+COLUMNS = (
+    "game",
+    "source",
+    "label",
+    "objects",
+    "found",
+    "recall",
+    "median_width",
+    "median_height",
+)
+
+
+def one_per_cell(boxes: np.ndarray, grid_size: int) -> np.ndarray:
+    """(K,4+) pixel boxes -> the rows a G x G grid holds, one per cell (``cell_winners``, the
+    rule of the motion hints), in their original order."""
+    from spacemoc.data.motion import cell_winners
+
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1)
+    return boxes[sorted(cell_winners(boxes[:, :4], grid_size).values())]
+
+
+def _with_score(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes, np.ones((len(boxes), 1))], axis=1)
+
+
+def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
+    from spacemoc.metrics import recall_by_label, relevant_subset
+
+    rel_pred, rel_gt, rel_labels, _ = relevant_subset(pred, gt, gt_labels, game_row.name)
+    counts = recall_by_label(rel_pred, rel_gt, rel_labels)
+    boxes = np.concatenate(rel_gt) if rel_gt else np.zeros((0, 4))
+    labels = np.concatenate(rel_labels) if rel_labels else np.zeros(0, np.int64)
+    out = []
+    for index in game_row.relevant_indices:
+        found, total = counts.get(index, (0, 0))
+        sizes = boxes[labels == index, 2:4]
+        out.append(
+            {
+                "game": game_row.name,
+                "source": source,
+                "label": game_row.labels[index],
+                "objects": total,
+                "found": found,
+                "recall": found / total if total else float("nan"),
+                "median_width": float(np.median(sizes[:, 0])) if total else float("nan"),
+                "median_height": float(np.median(sizes[:, 1])) if total else float("nan"),
+            }
+        )
+    return out
+
+
+def class_recall(
+    data_path,
+    background_path=None,
+    grid_sizes: tuple[int, ...] = GRID_SIZES,
+    latents_path=None,
+    model_path=None,
+    model_name: str | None = None,
+) -> list[dict]:
+    """The rows of the sources that the given files allow (module docstring)."""
+    from spacemoc.data import read_table
+    from spacemoc.files import open_h5
+    from spacemoc.games import get_game
+    from spacemoc.latents import frame_ground_truth, object_boxes
+
+    with open_h5(data_path, "dataset") as f:
+        game_row = get_game(str(f.attrs["game"]))
+    gt, gt_labels = frame_ground_truth(read_table(data_path, "objects"))
+    motion = [
+        object_boxes(rows) for sample in read_table(data_path, "motion_boxes") for rows in sample
+    ]
+    sources = {
+        f"cells{g}": [_with_score(one_per_cell(boxes, g)) for boxes in gt] for g in grid_sizes
+    }
+    sources["motion"] = [_with_score(m) for m in motion]
+    for g in grid_sizes:
+        sources[f"hints{g}"] = [_with_score(one_per_cell(m, g)) for m in motion]
+    if background_path is not None:
+        from spacemoc.stages.bgsub import BASELINE_MODEL, detect_split
+
+        sources[BASELINE_MODEL] = detect_split(data_path, background_path)
+    if latents_path is not None:
+        from spacemoc.latents import load_latents
+
+        lat = load_latents(latents_path, model_path=model_path, data_path=data_path)
+        pred = lat.predictions()
+        if len(pred) != len(gt):
+            raise ValueError(f"{latents_path} has {len(pred)} frames, {data_path} {len(gt)}")
+        sources[model_name or "model"] = pred
+    rows = []
+    for source, pred in sources.items():
+        rows += _rows(game_row, source, pred, gt, gt_labels)
+    return rows
+
+
+def _cell(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return "" if np.isnan(value) else f"{value:.4g}"
+
+
+def write_class_recall(rows: list[dict], out_path) -> None:
+    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(COLUMNS)
+        for row in rows:
+            out.writerow([_cell(row[c]) for c in COLUMNS])
+
+
+def read_class_recall(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path} does not have the class-recall columns {COLUMNS}")
+        return list(reader)
+
+
+def run_class_recall(data_path, out_path, plot_path=None, **kw) -> list[dict]:
+    """``class_recall`` -> ``out_path`` (CSV, ``COLUMNS``) and, given ``plot_path``, its bars."""
+    rows = class_recall(data_path, **kw)
+    write_class_recall(rows, Path(out_path))
+    if plot_path is not None:
+        from spacemoc.stages.plots import plot_class_recall
+
+        plot_class_recall(rows, plot_path, title=f"{rows[0]['game']}: recall per class")
+    return rows
