@@ -42,7 +42,9 @@ def one_per_cell(boxes: np.ndarray, grid_size: int) -> np.ndarray:
     rule of the motion hints), in their original order."""
     from spacemoc.data.motion import cell_winners
 
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if len(boxes) == 0:
+        return np.zeros((0, 4))
     return boxes[sorted(cell_winners(boxes[:, :4], grid_size).values())]
 
 
