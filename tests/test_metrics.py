@@ -237,7 +237,7 @@ def test_one_per_cell_keeps_the_largest_box_of_a_cell_in_the_original_order():
     small, large, far = [12, 15, 2, 2], [10, 14, 6, 4], [100, 150, 16, 10]
     kept = one_per_cell(np.array([far, small, large], float), 16)
     np.testing.assert_array_equal(kept, [far, large])
-    # an 8x8 grid's cells are twice as large: a box 4 px to the right shares only its cell
-    assert len(one_per_cell(np.array([small, [16, 15, 2, 2]], float), 16)) == 2
-    assert len(one_per_cell(np.array([small, [16, 15, 2, 2]], float), 8)) == 1
+    # an 8x8 grid's cells are twice as large: a box 8 px to the left shares only its cell
+    assert len(one_per_cell(np.array([small, [4, 15, 2, 2]], float), 16)) == 2
+    assert len(one_per_cell(np.array([small, [4, 15, 2, 2]], float), 8)) == 1
     assert one_per_cell(np.zeros((0, 4)), 16).shape == (0, 4)
