@@ -162,6 +162,7 @@ GAMES: dict[str, Game] = {
             ["Lives", "Score", "Time"],
             (-0.05, -0.05, 1.05, 0.91),
             space_overrides=_BIG_OBJECTS,
+            motion_colour_counts={(162, 98, 33): 8},  # brown coconuts, walls and platforms
             slots=(
                 ("Player", 1),
                 ("Child", 1),
