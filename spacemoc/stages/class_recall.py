@@ -12,7 +12,9 @@ area). The sources, from the data alone:
 
 and, given a model's latents of the same split, the model (its arm's name). ``objects`` counts the
 class's ground-truth objects and ``median_width`` / ``median_height`` their size in frame pixels,
-the same on every row of a class.
+the same on every row of a class. Each source ends with a row of label ``all``: every relevant
+object, and the source's precision (a box that finds no object is a false positive; the hints'
+precision says what the motion loss teaches wrongly).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from spacemoc.atomic import atomic_path
 
+ALL_LABELS = "all"  # the label of a source's row over every relevant class, with its precision
 GRID_SIZES = (8, 16)  # SPACE's useful grids (G = 4 holds too few objects for any game here)
 COLUMNS = (
     "game",
@@ -32,6 +35,7 @@ COLUMNS = (
     "objects",
     "found",
     "recall",
+    "precision",
     "median_width",
     "median_height",
 )
@@ -54,7 +58,7 @@ def _with_score(boxes: np.ndarray) -> np.ndarray:
 
 
 def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
-    from spacemoc.metrics import recall_by_label, relevant_subset
+    from spacemoc.metrics import detection_scores, recall_by_label, relevant_subset
 
     rel_pred, rel_gt, rel_labels, _ = relevant_subset(pred, gt, gt_labels, game_row.name)
     counts = recall_by_label(rel_pred, rel_gt, rel_labels)
@@ -72,10 +76,26 @@ def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
                 "objects": total,
                 "found": found,
                 "recall": found / total if total else float("nan"),
+                "precision": float("nan"),
                 "median_width": float(np.median(sizes[:, 0])) if total else float("nan"),
                 "median_height": float(np.median(sizes[:, 1])) if total else float("nan"),
             }
         )
+    found = sum(row["found"] for row in out)
+    total = sum(row["objects"] for row in out)
+    out.append(
+        {
+            "game": game_row.name,
+            "source": source,
+            "label": ALL_LABELS,
+            "objects": total,
+            "found": found,
+            "recall": found / total if total else float("nan"),
+            "precision": detection_scores(rel_pred, rel_gt)["precision"],
+            "median_width": float("nan"),
+            "median_height": float("nan"),
+        }
+    )
     return out
 
 

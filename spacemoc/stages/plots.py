@@ -140,17 +140,26 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
 
 def plot_class_recall(rows: list[dict], path, title=""):
     """Recall per relevant class (groups of bars), one bar per source of boxes, from the rows of
-    ``spacemoc.stages.class_recall`` (CSV strings or numbers)."""
+    ``spacemoc.stages.class_recall`` (CSV strings or numbers); each source's precision in the
+    legend."""
+    from spacemoc.stages.class_recall import ALL_LABELS
+
     plt = _pyplot()
     labels = list(dict.fromkeys(r["label"] for r in rows))
     sources = list(dict.fromkeys(r["source"] for r in rows))
     recall = {(r["source"], r["label"]): float(r["recall"] or "nan") for r in rows}
     objects = {r["label"]: int(r["objects"]) for r in rows}
+    precision = {r["source"]: r.get("precision", "") for r in rows if r["label"] == ALL_LABELS}
     height = 0.8 / max(len(sources), 1)
     fig, ax = plt.subplots(figsize=(6, 0.8 + 0.22 * len(labels) * len(sources)))
     for k, source in enumerate(sources):
         y = np.arange(len(labels)) + k * height
-        ax.barh(y, [recall[(source, label)] for label in labels], height, label=source)
+        shown = (
+            f"{source} (precision {float(precision[source]):.2f})"
+            if precision.get(source) not in (None, "")
+            else source
+        )
+        ax.barh(y, [recall[(source, label)] for label in labels], height, label=shown)
     ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2)
     ax.set_yticklabels([f"{label} ({objects[label]})" for label in labels])
     ax.invert_yaxis()
