@@ -68,6 +68,15 @@ def test_tiny_workflow_writes_the_recall_of_every_class_per_source(tiny_run):
     for row in rows:
         if row["source"].startswith("cells") and row["label"] in ("Player", "Enemy"):
             assert row["found"] == row["objects"], row
+    # the model's and the baseline's rows over all classes are eval.csv's relevant figures
+    with open(tiny_run / "results/pong/eval.csv", newline="") as handle:
+        evaluated = {
+            (r["model"], r["seed"]): r for r in csv.DictReader(handle) if r["subset"] == "relevant"
+        }
+    for source, key in (("space_moc", ("space_moc", "0")), ("bgsub", ("bgsub", "-"))):
+        (overall,) = [r for r in rows if r["source"] == source and r["label"] == "all"]
+        for column in ("recall", "precision"):
+            assert float(overall[column]) == pytest.approx(float(evaluated[key][column]), abs=1e-4)
     data_only = read_class_recall(tiny_run / "results/pong/class_recall.csv")
     assert data_only == [r for r in rows if r["source"] != "space_moc"]
     assert (tiny_run / "results/pong/space_moc/plots/class_recall.png").stat().st_size > 0
