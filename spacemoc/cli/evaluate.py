@@ -19,6 +19,16 @@ from spacemoc.cli.args import (
 )
 
 
+def add_latents_arm(parser, arm_help: str) -> None:
+    """``--arm`` (the name the latents' rows get) and ``--run`` (the run that made them)."""
+    parser.add_argument("--arm", default=DEFAULT_ARM, help=f"{arm_help} (default {DEFAULT_ARM})")
+    add_run(
+        parser,
+        required=False,
+        help="check the latents were made by this run's model (folder or .pt)",
+    )
+
+
 def add_eval_seed(parser) -> None:
     parser.add_argument(
         "--eval-seed",
@@ -112,14 +122,7 @@ def register(subparsers) -> None:
     p.add_argument("--plot", type=Path, help="PNG of the recalls as bars")
     p.add_argument("--background", type=Path, help="background.npy: adds the bgsub rows")
     p.add_argument("--latents", type=Path, help="a model's latents of the same split")
-    p.add_argument(
-        "--arm",
-        default=DEFAULT_ARM,
-        help=f"source name of the latents' rows (default {DEFAULT_ARM})",
-    )
-    p.add_argument(
-        "--run", type=Path, help="check the latents were made by this run's model (folder or .pt)"
-    )
+    add_latents_arm(p, "source name of the latents' rows")
     p.set_defaults(func=_class_recall)
 
     p = subparsers.add_parser(
@@ -137,14 +140,7 @@ def register(subparsers) -> None:
         default=0,
         help="training seed of the run, written in the seed column (default 0)",
     )
-    p.add_argument(
-        "--arm",
-        default=DEFAULT_ARM,
-        help=f"model arm of the run, written in the model column (default {DEFAULT_ARM})",
-    )
-    p.add_argument(
-        "--run", type=Path, help="check the latents were made by this run's model (folder or .pt)"
-    )
+    add_latents_arm(p, "model arm of the run, written in the model column")
     p.add_argument("--baseline", type=Path, help="bgsub CSV to append (spacemoc bgsub)")
     p.add_argument("--tracking", type=Path, help="tracking CSV (mota, idf1) of this model")
     p.add_argument("--few-shot", default="1,4,16,64", help="labelled objects per class")
