@@ -45,6 +45,9 @@ def make_dataset(path, n=6, T=2, seed=0, split="test"):
     with h5py.File(path, "w") as f:
         f.create_dataset("frames", data=frames)
         f.create_dataset("objects", data=np.array(rows, dtype=OBJECT_DTYPE))
+        # motion boxes: every object but the Ball, as if it stood still
+        motion = [(*row[:6], -1, 0) for row in rows if row[6] != 1]
+        f.create_dataset("motion_boxes", data=np.array(motion, dtype=OBJECT_DTYPE))
         f.attrs.update(
             game="pong",
             split=split,
@@ -360,6 +363,47 @@ def test_command_line(stage, tmp_path, capsys):
     assert main(["classifier", "--latents", str(stage["latents_test"]), "--out",
                  str(tmp_path / "c.npz"), "--game", "tennis"]) == 2  # fmt: skip
     assert "not 'tennis'" in capsys.readouterr().err
+
+
+def test_class_recall_per_source_and_its_command(stage, tmp_path, capsys):
+    from spacemoc.cli import main
+    from spacemoc.latents import load_latents
+    from spacemoc.metrics import detection_scores, relevant_subset
+    from spacemoc.stages.class_recall import read_class_recall
+    from spacemoc.stages.evaluate import ground_truth
+
+    out, plot = tmp_path / "class_recall.csv", tmp_path / "class_recall.png"
+    background = tmp_path / "background.npy"
+    np.save(background, np.full((128, 128, 3), BACKGROUND, np.uint8))
+    args = ["class-recall", "--data", str(stage["data_test"]), "--out", str(out), "--plot",
+            str(plot), "--background", str(background), "--latents", str(stage["latents_test"]),
+            "--run", str(stage["model"]), "--arm", "space_m"]  # fmt: skip
+    assert main(args) == 0
+    assert "space_m" in capsys.readouterr().out and plot.stat().st_size > 0
+    rows = {(r["source"], r["label"]): r for r in read_class_recall(out)}
+    sources = ("cells8", "cells16", "motion", "hints8", "hints16", "bgsub", "space_m")
+    assert list(dict.fromkeys(source for source, _ in rows)) == list(sources)
+    # the synthetic objects lie in bands 45 pixels apart: one per cell of either grid
+    for label in ("Ball", "Enemy", "Player"):
+        assert rows[("cells16", label)]["recall"] == "1"
+        assert rows[("bgsub", label)]["recall"] == "1"
+    # the motion boxes miss the still ball, and find nothing but objects
+    assert rows[("motion", "Ball")]["recall"] == "0"
+    assert rows[("motion", "Player")]["recall"] == "1"
+    assert rows[("motion", "all")]["precision"] == "1"
+    assert rows[("motion", "Ball")]["objects"] == str(6 * 2)
+    assert float(rows[("motion", "Ball")]["median_width"]) == 4
+    # the model's row over all classes is eval.csv's relevant recall and precision
+    lat = load_latents(stage["latents_test"], model_path=stage["model"])
+    gt, labels = ground_truth(stage["data_test"])
+    rel_pred, rel_gt, _, _ = relevant_subset(lat.predictions(), gt, labels, "pong")
+    expected = detection_scores(rel_pred, rel_gt)
+    for column in ("recall", "precision"):
+        got = float(rows[("space_m", "all")][column])
+        assert got == pytest.approx(expected[column], abs=1e-4)
+    # without the optional files, the data's own sources only
+    assert main(["class-recall", "--data", str(stage["data_test"]), "--out", str(out)]) == 0
+    assert {r["source"] for r in read_class_recall(out)} == set(sources[:5])
 
 
 def test_tracking_csv_of_the_tracking_stage(tmp_path):
