@@ -92,7 +92,7 @@ def test_tiny_workflow_is_up_to_date_after_a_run(tiny_run):
 @pytest.mark.slow
 def test_exported_detector_folder_detects_like_the_run(tiny_run):
     """`results/<game>/<arm>/seed<k>/detector` (rule export) is the run's detector in less space:
-    the same detections, the run's eval.csv and the config it was made with."""
+    the same detections, the run's eval.csv, the config it was made with and its training cost."""
     import numpy as np
     import yaml
 
@@ -102,9 +102,14 @@ def test_exported_detector_folder_detects_like_the_run(tiny_run):
     run = tiny_run / "results/pong/space_moc/seed0"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "classifier.npz", "classifier_labels.csv", "config.yaml", "detector.pt", "eval.csv",
+        "train_benchmark.tsv",
     ]  # fmt: skip
     assert (folder / "detector.pt").stat().st_size < 0.5 * (run / "model.pt").stat().st_size
     assert (folder / "eval.csv").read_text() == (tiny_run / "results/pong/eval.csv").read_text()
+    # what the weights cost: the train rule's own benchmark
+    benchmark = (tiny_run / "results/pong/space_moc/benchmarks/train_seed0.tsv").read_text()
+    assert (folder / "train_benchmark.tsv").read_text() == benchmark
+    assert benchmark.startswith("s\th:m:s\tmax_rss")
     config = yaml.safe_load((folder / "config.yaml").read_text())
     assert config["train"]["steps"] == 4 and config["data"]["sizes"]["train"] == 32
 

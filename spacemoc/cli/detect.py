@@ -47,6 +47,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="detector folder to write")
     p.add_argument("--eval", type=Path, help="the workflow's eval.csv of this run, to include")
     p.add_argument("--config", type=Path, help="the workflow config (YAML) it was trained with")
+    p.add_argument(
+        "--train-benchmark",
+        type=Path,
+        help="the train rule's Snakemake benchmark TSV (results/<game>/<arm>/benchmarks/"
+        "train_seed<k>.tsv), to include",
+    )
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(
@@ -200,8 +206,8 @@ def _tracking(args) -> int:
 
 def _export(args) -> None:
     """Package a trained run as a detector folder: the foreground weights of model.pt (all that
-    detection needs, less than half the file), its classifier, and optionally the eval.csv and
-    config it was made with. Detector.load(folder) reads it."""
+    detection needs, less than half the file), its classifier, and optionally the eval.csv,
+    config and train rule's benchmark it was made with. Detector.load(folder) reads it."""
     import yaml
 
     from spacemoc.stages.export import export_detector
@@ -215,5 +221,6 @@ def _export(args) -> None:
         args.out,
         eval_path=args.eval,
         config=config,
+        train_benchmark_path=args.train_benchmark,
     )
     print(f"wrote {out}")

@@ -7,7 +7,9 @@ The folder (``results/<game>/<arm>/seed<k>/detector/`` in the workflow;
   only the foreground; the background is 55 % of the parameters);
 - ``classifier.npz`` and ``classifier_labels.csv``: the run's z_what classifier;
 - ``eval.csv``: the workflow's evaluation of these weights;
-- ``config.yaml``: the workflow config the run was trained and evaluated with.
+- ``config.yaml``: the workflow config the run was trained and evaluated with;
+- ``train_benchmark.tsv``: the train rule's Snakemake benchmark (wall and CPU seconds, peak
+  memory): what the weights cost.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ import yaml
 from spacemoc.atomic import atomic_dir, check_replaceable
 
 DETECTOR_WEIGHTS = "detector.pt"
+TRAIN_BENCHMARK = "train_benchmark.tsv"
 # Everything an export writes: a folder holding anything else is not ours to replace.
 DETECTOR_FILES = frozenset(
-    {DETECTOR_WEIGHTS, "classifier.npz", "classifier_labels.csv", "eval.csv", "config.yaml"}
+    {
+        DETECTOR_WEIGHTS,
+        "classifier.npz",
+        "classifier_labels.csv",
+        "eval.csv",
+        "config.yaml",
+        TRAIN_BENCHMARK,
+    }
 )
 
 
@@ -43,6 +53,7 @@ def export_detector(
     *,
     eval_path: str | Path | None = None,
     config: dict | None = None,
+    train_benchmark_path: str | Path | None = None,
 ) -> Path:
     """Write the detector folder ``out_dir``. An earlier export there is replaced when the new
     one is complete; any other non-empty folder is refused (ValueError)."""
@@ -73,4 +84,6 @@ def export_detector(
             shutil.copyfile(eval_path, tmp / "eval.csv")
         if config is not None:
             (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if train_benchmark_path is not None:
+            shutil.copyfile(train_benchmark_path, tmp / TRAIN_BENCHMARK)
     return out_dir

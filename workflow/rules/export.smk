@@ -13,6 +13,7 @@ rule export:
         classifier="results/{game}/{model}/seed{seed}/classifier.npz",
         labels="results/{game}/{model}/seed{seed}/classifier_labels.csv",
         eval="results/{game}/eval.csv",
+        train_benchmark="results/{game}/{model}/benchmarks/train_seed{seed}.tsv",
     output:
         directory("results/{game}/{model}/seed{seed}/detector"),
     log:

@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]):
             snakemake.input.classifier,
             snakemake.output[0],
             eval_path=snakemake.input.eval,
+            train_benchmark_path=snakemake.input.train_benchmark,
             config=json.loads(json.dumps(snakemake.params.config)),
         )
     )
