@@ -407,13 +407,14 @@ def test_class_recall_per_source_and_its_command(stage, tmp_path, capsys):
 
 
 def test_tracking_csv_of_the_tracking_stage(tmp_path):
-    from spacemoc.stages.evaluate import _cell, tracking_values
+    from spacemoc.stages.evaluate import tracking_values
+    from spacemoc.tables import cell
 
     path = tmp_path / "tracking.csv"
     path.write_text("subset,mota,idf1,num_switches\nrelevant,-0.5,nan,3\n")
     values = tracking_values(path)
     assert values["relevant"]["mota"] == 0.0  # negative MOTA written as 0
-    assert _cell(values["relevant"]["idf1"]) == ""  # NaN -> empty cell
+    assert cell(values["relevant"]["idf1"]) == ""  # NaN -> empty cell
     assert tracking_values(tmp_path / "missing.csv") == {} and tracking_values(None) == {}
 
 

@@ -19,12 +19,11 @@ precision says what the motion loss teaches wrongly).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from spacemoc.atomic import atomic_path
+from spacemoc.tables import read_table, write_table
 
 ALL_LABELS = "all"  # the label of a source's row over every relevant class, with its precision
 GRID_SIZES = (8, 16)  # SPACE's useful grids (G = 4 holds too few objects for any game here)
@@ -143,28 +142,12 @@ def class_recall(
     return rows
 
 
-def _cell(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    return "" if np.isnan(value) else f"{value:.4g}"
-
-
 def write_class_recall(rows: list[dict], out_path) -> None:
-    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(COLUMNS)
-        for row in rows:
-            out.writerow([_cell(row[c]) for c in COLUMNS])
+    write_table(rows, out_path, COLUMNS)
 
 
 def read_class_recall(path) -> list[dict]:
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path} does not have the class-recall columns {COLUMNS}")
-        return list(reader)
+    return read_table(path, COLUMNS, "class-recall")
 
 
 def run_class_recall(data_path, out_path, plot_path=None, **kw) -> list[dict]:

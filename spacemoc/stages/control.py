@@ -10,10 +10,9 @@ category RAM shows, or reports more objects of a category than RAM has (detector
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from spacemoc.atomic import atomic_path
+from spacemoc.tables import write_table
 
 COLUMNS = (
     "game", "model", "seed", "steps", "won", "lost", "return", "episodes", "missed", "extra",
@@ -80,12 +79,4 @@ def _mean_std(runs: list[dict]) -> list[dict]:
 
 
 def _write(rows: list[dict], path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(row.get(k, "")) for k in COLUMNS})
-
-
-def _cell(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    write_table(rows, path, COLUMNS)

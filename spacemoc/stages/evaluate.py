@@ -28,6 +28,7 @@ import numpy as np
 from spacemoc.arms import DEFAULT_ARM
 from spacemoc.atomic import atomic_path
 from spacemoc.stages.bgsub import BASELINE_MODEL
+from spacemoc.tables import cell, read_table, write_table
 
 COLUMNS = (
     "game",
@@ -61,30 +62,13 @@ SUBSETS = ("all", "relevant")
 # --------------------------------------------------------------------------- csv helpers
 
 
-def _cell(value) -> str:
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        return value
-    value = float(value)
-    return "" if math.isnan(value) else f"{value:.6g}"
-
-
 def write_rows(rows: list[dict], path: str | Path) -> None:
     """Write rows with exactly ``COLUMNS`` (missing/NaN -> empty), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(COLUMNS)
-        for row in rows:
-            out.writerow([_cell(row.get(c)) for c in COLUMNS])
+    write_table(rows, path, COLUMNS)
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path} does not have the metrics columns {COLUMNS}")
-        return list(reader)
+    return read_table(path, COLUMNS, "metrics")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -204,7 +188,7 @@ def evaluate(
             row["joint_f1"] = joint_evaluation(lat, gt_boxes, gt_labels, clf)["f1"]
         row.update(tracking.get(subset, {}))
         rows.append(row)
-        print(f"{subset}: " + ", ".join(f"{k}={_cell(row.get(k))}" for k in VALUE_COLUMNS))
+        print(f"{subset}: " + ", ".join(f"{k}={cell(row.get(k))}" for k in VALUE_COLUMNS))
     if baseline_path is not None:
         rows += read_rows(baseline_path)
     write_rows(rows, out_path)
