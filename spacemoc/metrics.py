@@ -114,6 +114,13 @@ def mutual_best_match(scores: np.ndarray, threshold: float) -> np.ndarray:
     return matched
 
 
+def centre_matches(p: np.ndarray, g: np.ndarray, frame_size, threshold: float) -> np.ndarray:
+    """The matched GT index of each (M,5) prediction of a frame among its (K,4) GT boxes (-1:
+    none) by centre distance: ``greedy_match`` of the misalignment scores by confidence."""
+    scores = misalignment_matrix(_normalise(p, frame_size), _normalise(g, frame_size))
+    return greedy_match(scores, p[:, 4], threshold)
+
+
 # --------------------------------------------------------------------------- detection
 
 
@@ -179,10 +186,8 @@ def detection_scores(
         n_gt_total += len(g)
         conf = p[:, 4]
         conf_all.append(conf)
-        pn, gn = _normalise(p, frame_size), _normalise(g, frame_size)
-        centre = greedy_match(misalignment_matrix(pn, gn), conf, centre_threshold)
-        centre_hits.append(centre >= 0)
-        iou = iou_matrix(pn, gn)
+        centre_hits.append(centre_matches(p, g, frame_size, centre_threshold) >= 0)
+        iou = iou_matrix(_normalise(p, frame_size), _normalise(g, frame_size))
         for t in iou_thresholds:
             iou_hits[t].append(greedy_match(iou, conf, t) >= 0)
     confidence = np.concatenate(conf_all)
@@ -223,11 +228,7 @@ def recall_by_label(
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if len(labels) != len(g):
             raise ValueError(f"{len(g)} GT boxes but {len(labels)} labels in a frame")
-        matched = greedy_match(
-            misalignment_matrix(_normalise(p, frame_size), _normalise(g, frame_size)),
-            p[:, 4],
-            centre_threshold,
-        )
+        matched = centre_matches(p, g, frame_size, centre_threshold)
         hit = np.zeros(len(g), dtype=bool)
         hit[matched[matched >= 0]] = True
         for label, was_found in zip(labels.tolist(), hit.tolist(), strict=True):
