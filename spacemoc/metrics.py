@@ -148,7 +148,7 @@ def _pr_points(confidence: np.ndarray, hits: np.ndarray, n_gt: int):
     return precision, recall
 
 
-def _safe_precision(tp: int, n_pred: int, n_gt: int) -> float:
+def safe_precision(tp: int, n_pred: int, n_gt: int) -> float:
     if n_pred == 0:
         return 1.0 if n_gt == 0 else 0.0
     return tp / n_pred
@@ -192,7 +192,7 @@ def detection_scores(
             iou_hits[t].append(greedy_match(iou, conf, t) >= 0)
     confidence = np.concatenate(conf_all)
     tp = int(np.concatenate(centre_hits).sum())
-    precision = _safe_precision(tp, n_pred_total, n_gt_total)
+    precision = safe_precision(tp, n_pred_total, n_gt_total)
     recall = _safe_recall(tp, n_gt_total)
     aps = {
         t: _average_precision(confidence, np.concatenate(iou_hits[t]), n_gt_total)
@@ -320,7 +320,7 @@ def joint_scores(
     correct = int(np.trace(confusion[:n_labels, :n_labels]))
     n_pred = int(confusion[:, :not_detected].sum())
     n_gt = int(confusion[:not_object, :].sum())
-    precision = _safe_precision(correct, n_pred, n_gt)
+    precision = safe_precision(correct, n_pred, n_gt)
     recall = _safe_recall(correct, n_gt)
     return {
         "precision": precision,

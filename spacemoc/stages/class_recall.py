@@ -57,7 +57,7 @@ def _with_score(boxes: np.ndarray) -> np.ndarray:
 
 
 def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
-    from spacemoc.metrics import detection_scores, recall_by_label, relevant_subset
+    from spacemoc.metrics import recall_by_label, relevant_subset, safe_precision
 
     rel_pred, rel_gt, rel_labels, _ = relevant_subset(pred, gt, gt_labels, game_row.name)
     counts = recall_by_label(rel_pred, rel_gt, rel_labels)
@@ -80,8 +80,10 @@ def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
                 "median_height": float(np.median(sizes[:, 1])) if total else float("nan"),
             }
         )
+    # the matching is one-to-one, so every found object is one true positive
     found = sum(row["found"] for row in out)
     total = sum(row["objects"] for row in out)
+    predictions = sum(len(p) for p in rel_pred)
     out.append(
         {
             "game": game_row.name,
@@ -90,7 +92,7 @@ def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
             "objects": total,
             "found": found,
             "recall": found / total if total else float("nan"),
-            "precision": detection_scores(rel_pred, rel_gt)["precision"],
+            "precision": safe_precision(found, predictions, total),
             "median_width": float("nan"),
             "median_height": float("nan"),
         }
@@ -110,14 +112,12 @@ def class_recall(
     from spacemoc.data import read_table
     from spacemoc.files import open_h5
     from spacemoc.games import get_game
-    from spacemoc.latents import frame_ground_truth, object_boxes
+    from spacemoc.latents import frame_ground_truth
 
     with open_h5(data_path, "dataset") as f:
         game_row = get_game(str(f.attrs["game"]))
     gt, gt_labels = frame_ground_truth(read_table(data_path, "objects"))
-    motion = [
-        object_boxes(rows) for sample in read_table(data_path, "motion_boxes") for rows in sample
-    ]
+    motion, _ = frame_ground_truth(read_table(data_path, "motion_boxes"))
     sources = {
         f"cells{g}": [_with_score(one_per_cell(boxes, g)) for boxes in gt] for g in grid_sizes
     }
