@@ -41,6 +41,10 @@ class Game:
     # Background colours the motion hints' colour score counts as this many pixels (RGB -> count),
     # so that objects of a colour common in the background still score (spec §1.6.1).
     motion_colour_counts: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    # How many looks the playfield has (Tennis: the court's sidelines swap colours when the
+    # players change ends): the background is one mode image per look, and a pixel counts as
+    # changed only where it differs from every look (spacemoc.data.background).
+    background_looks: int = 1
     # The rule policy that plays this game (a key of spacemoc.control.POLICIES); "" for none.
     control_policy: str = ""
     # Labels the reference's classifiers index that this table drops: (index, name) inserted.
@@ -229,6 +233,7 @@ GAMES: dict[str, Game] = {
             _WIDE,
             min_y_max=0.1,
             slots=(("Player", 1), ("Enemy", 1), ("Ball", 1), ("BallShadow", 1)),
+            background_looks=2,  # the two ends of the court
         ),
         # The reference has no relevant area for the next four games: measured from the extents
         # of the relevant ground-truth boxes over 1024 random-play frames (docs/data.md).

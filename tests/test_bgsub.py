@@ -62,3 +62,16 @@ def test_a_full_size_background_goes_through_the_dataset_preprocessing():
     full = np.full((210, 160, 3), (144, 72, 17), np.uint8)
     np.testing.assert_array_equal(prepare_background(full), preprocess_frame(full))
     assert prepare_background(BG) is not None and prepare_background(BG).shape == (128, 128, 3)
+
+
+def test_a_background_of_looks_hides_what_any_look_shows():
+    other_end = BG.copy()
+    other_end[10:12, :] = (236, 236, 236)  # a sideline the other look paints white
+    frame = other_end.copy()
+    frame[50:60, 40:44] = (92, 186, 92)
+    looks = np.stack([BG, other_end])
+    assert len(bgsub_detect(frame, BG)) == 2  # the sideline is a detection against one look
+    boxes = bgsub_detect(frame, looks)
+    assert len(boxes) == 1 and boxes[0, 1] == pytest.approx(50 * 210 / 128)
+    full = np.stack([np.full((210, 160, 3), c, np.uint8) for c in ((144, 72, 17), (0, 0, 0))])
+    assert prepare_background(full).shape == (2, 128, 128, 3)

@@ -59,6 +59,33 @@ def test_background_files_and_errors(work, background):
     np.testing.assert_array_equal(load_background(work / "named.npy"), img)
 
 
+def test_a_background_of_several_looks(work):
+    from spacemoc.data.background import split_looks
+
+    # Looks are numbered from the most frequent: 5 frames of B before 3 of A make B look 0.
+    a, b = np.zeros((210, 160, 3), np.uint8), np.full((210, 160, 3), 200, np.uint8)
+    frames = np.stack([a, a, a, b, b, b, b, b])
+    frames[1, 7, 7] = 9  # a small change does not make a look of its own
+    np.testing.assert_array_equal(split_looks(frames, 2, seed=0), [1, 1, 1, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="fewer than 2 distinct looks"):
+        split_looks(np.stack([a, a, a]), 2, seed=0)
+    # Tennis's game table asks for two looks (the court's ends); saved and read back as such.
+    assert get_game("tennis").background_looks == 2
+    looks = compute_background("tennis", 12, seed=5)
+    assert looks.shape == (2, 210, 160, 3) and looks.dtype == np.uint8
+    png, npy = save_background(looks, work / "tennis_bg.png", game="tennis")
+    np.testing.assert_array_equal(load_background(png, game="tennis"), looks)
+    np.testing.assert_array_equal(load_background(npy, game="tennis"), looks)
+    with pytest.raises(ValueError, match="fewer than 2|must be >= 2"):
+        compute_background("tennis", 1, seed=5)
+    with pytest.raises(ValueError, match="for K > 1 looks"):
+        save_background(looks[:1], work / "one_look_stacked.png")
+    # A background of the wrong number of looks still works, with a warning to remake it.
+    one = save_background(looks[0], work / "tennis_one.png", game="tennis")[1]
+    with pytest.warns(UserWarning, match="has 1 look\\(s\\), tennis's game table says 2"):
+        make_dataset("tennis", "test", work / "tennis.h5", one, 1, T=2, window=2, workers=1)
+
+
 def test_schema(test_h5):
     with h5py.File(test_h5, "r") as f:
         assert set(f) == {"frames", "motion", "objects", "motion_boxes"}

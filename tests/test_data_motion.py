@@ -96,6 +96,29 @@ def test_difference_map_is_normalised_channel_max():
     assert not difference_map(background, background).any()  # no division by zero
 
 
+def test_a_background_of_looks_counts_only_what_differs_from_every_look():
+    from spacemoc.data.motion import as_looks, changed_amount
+
+    court_a = np.zeros((H, W, 3), np.uint8)
+    court_b = court_a.copy()
+    court_b[0, :] = (200, 0, 0)  # a sideline in the other end's colour
+    looks = np.stack([court_a, court_b])
+    frame = court_b.copy()
+    frame[5, 5] = (0, 100, 0)  # a player
+    assert as_looks(court_a).shape == (1, H, W, 3) and as_looks(looks) is looks
+    # Against look A alone the sideline is "motion"; against both looks only the player is.
+    assert difference_map(frame, court_a)[0].max() == 1.0
+    delta = difference_map(frame, looks)
+    assert delta[5, 5] == 1.0 and delta.sum() == 1.0
+    np.testing.assert_array_equal(changed_amount(frame, court_a[None]), changed_amount(frame, court_a))
+    # The colour score averages a colour's pixels over the looks: one look's sideline colour is
+    # half as common as a colour every look has all over.
+    score = ColourScore(looks)
+    red, black = np.array([[[200, 0, 0]]], np.uint8), np.zeros((1, 1, 3), np.uint8)
+    np.testing.assert_allclose(score.pixel_scores(red), 1 / (W / 2) - 1e-4)
+    np.testing.assert_allclose(score.pixel_scores(black), 1 / (H * W - W / 2) - 1e-4)
+
+
 def test_motion_maps_kinds():
     rng = np.random.default_rng(0)
     background = np.zeros((H, W, 3), np.uint8)

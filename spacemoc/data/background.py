@@ -1,4 +1,11 @@
-"""The background image of a game: per-pixel, per-channel mode of random-play frames (spec §1.4)."""
+"""The background image of a game: per-pixel, per-channel mode of random-play frames (spec §1.4).
+
+A game whose playfield has several looks (``Game.background_looks`` > 1, e.g. Tennis, whose
+sidelines swap colours when the players change ends) gets one mode image per look: the frames are
+split into looks by k-means on coarse pixels, and a pixel counts as changed only where it
+differs from every look (``spacemoc.data.motion.changed_amount``). Such a background is
+(K,210,160,3), the most frequent look first; its PNG stacks the looks top to bottom.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +41,46 @@ def pixel_mode(frames: np.ndarray, block: int = 16384) -> np.ndarray:
     return out.reshape(frames.shape[1:])
 
 
+LOOK_STRIDE = 4  # k-means sees every 4th pixel of each frame: enough to tell the looks apart
+
+
 def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
-    """Mode image (210,160,3) uint8 RGB over ``n_frames`` frames of a seeded random agent.
+    """Mode image (210,160,3) uint8 RGB over ``n_frames`` frames of a seeded random agent; for a
+    game with K > 1 looks, one mode image per look, (K,210,160,3) (module docstring)."""
+    spec = get_game(game)
+    if n_frames < spec.background_looks:
+        raise ValueError(
+            f"n_frames must be >= {spec.background_looks} (the looks of {spec.name}'s "
+            f"background), got {n_frames}"
+        )
+    frames = random_play_frames(game, n_frames, seed)
+    if spec.background_looks == 1:
+        return pixel_mode(frames)
+    looks = split_looks(frames, spec.background_looks, seed)
+    return np.stack([pixel_mode(frames[looks == k]) for k in range(spec.background_looks)])
+
+
+def split_looks(frames: np.ndarray, looks: int, seed: int) -> np.ndarray:
+    """(N,H,W,3) uint8 -> (N,) look index per frame: k-means clusters of coarse pixels, numbered
+    from the largest cluster down (ties: the one seen first)."""
+    from sklearn.cluster import KMeans
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    coarse = frames[:, ::LOOK_STRIDE, ::LOOK_STRIDE].reshape(len(frames), -1) / 255.0
+    with warnings.catch_warnings():  # fewer distinct frames than looks: the error below says so
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(looks, n_init=10, random_state=int(seed)).fit_predict(coarse)
+    if len(np.unique(labels)) < looks:
+        raise ValueError(f"the frames show fewer than {looks} distinct looks")
+    sizes = np.bincount(labels, minlength=looks)
+    first_seen = np.array([np.argmax(labels == k) for k in range(looks)])
+    order = np.lexsort((first_seen, -sizes))  # cluster ids, largest first
+    return np.argsort(order)[labels]
+
+
+def random_play_frames(game: str, n_frames: int, seed: int) -> np.ndarray:
+    """(n_frames,210,160,3) uint8 RGB frames of a seeded random agent.
 
     Each random step keeps its frame with probability 0.25; on episode end the env is reset and
     played 100 steps before frames are kept again.
@@ -62,7 +107,7 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
                 kept += 1
                 progress.update()
     env.close()
-    return pixel_mode(frames)
+    return frames
 
 
 def save_background(
@@ -80,7 +125,8 @@ def save_background(
     with atomic_path(npy_path) as tmp_npy, open(tmp_npy, "wb") as handle:
         np.save(handle, img)
     with atomic_path(png_path) as tmp_png:
-        Image.fromarray(img).save(tmp_png, format="PNG", pnginfo=info)
+        stacked = img.reshape(-1, FRAME_WIDTH, 3)  # looks top to bottom
+        Image.fromarray(stacked).save(tmp_png, format="PNG", pnginfo=info)
     return png_path, npy_path
 
 
@@ -99,7 +145,8 @@ def background_game(path: str | Path) -> str | None:
 
 
 def load_background(path: str | Path, game: str | None = None) -> np.ndarray:
-    """Read a background written by save_background (.png or .npy) as (210,160,3) uint8 RGB.
+    """Read a background written by save_background (.png or .npy): (210,160,3) uint8 RGB, or
+    (K,210,160,3) for a background of K looks.
 
     With ``game``, a background recorded for another game is refused; one that records no game
     (written before the record) is read with a warning, as it cannot be checked.
@@ -130,14 +177,19 @@ def load_background(path: str | Path, game: str | None = None) -> np.ndarray:
             img = np.load(path, allow_pickle=False)
         else:
             img = np.asarray(Image.open(path).convert("RGB"))
+            looks, rest = divmod(img.shape[0], FRAME_HEIGHT)
+            if looks > 1 and rest == 0:
+                img = img.reshape(looks, FRAME_HEIGHT, *img.shape[1:])
     except (OSError, EOFError, ValueError) as err:
         raise damaged_file_error(path, "background", err) from err
     return _check_background(img, path)
 
 
 def _check_background(img: np.ndarray, where) -> np.ndarray:
-    if img.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3) or img.dtype != np.uint8:
+    looks_ok = img.ndim == 3 or (img.ndim == 4 and img.shape[0] > 1)
+    if not looks_ok or img.shape[-3:] != (FRAME_HEIGHT, FRAME_WIDTH, 3) or img.dtype != np.uint8:
         raise ValueError(
-            f"background {where}: expected uint8 (210,160,3), got {img.dtype} {img.shape}"
+            f"background {where}: expected uint8 (210,160,3) or (K,210,160,3) for K > 1 looks, "
+            f"got {img.dtype} {img.shape}"
         )
     return img

@@ -2,7 +2,8 @@
 
 A motion map is a float32 (210, 160) array in [0, 1] computed on the raw RGB frame:
 - ``mode``: max over channels of |frame - background| (the background is the per-pixel mode
-  image of the game), normalised by its per-frame maximum;
+  image of the game; for a game of several looks, the nearest look per pixel), normalised by its
+  per-frame maximum;
 - ``median``: the same against a median background made from the sample's own frames: the
   per-pixel, per-channel median of the ``window`` consecutive frames of the sample's window
   (decorrelated splits: one median per sample), or of the ``window`` frames ending at each frame
@@ -42,11 +43,27 @@ def _normalise(delta: np.ndarray) -> np.ndarray:
     return delta / peak if peak > 0 else delta
 
 
+def as_looks(background: np.ndarray) -> np.ndarray:
+    """A background (H,W,3) or (K,H,W,3) -> (K,H,W,3): the looks it has."""
+    background = np.asarray(background)
+    return background[None] if background.ndim == 3 else background
+
+
+def changed_amount(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """How far each pixel is from the background: min over its looks of max over channels
+    |frame - look|, (H,W,3) and (H,W,3) or (K,H,W,3) uint8 -> (H,W) uint8."""
+    out = None
+    for look in as_looks(background):
+        diff = cv2.absdiff(frame, look)
+        amount = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
+        out = amount if out is None else cv2.min(out, amount)
+    return out
+
+
 def difference_map(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """max over channels |frame - background|, normalised to [0,1]: (H,W,3) uint8 -> (H,W) f32."""
-    diff = cv2.absdiff(frame, background)
-    delta = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
-    return _normalise(delta)
+    """max over channels |frame - background| (the nearest of its looks), normalised to [0,1]:
+    (H,W,3) uint8 and a background (H,W,3) or (K,H,W,3) uint8 -> (H,W) f32."""
+    return _normalise(changed_amount(frame, background))
 
 
 def flow_map(previous: np.ndarray | None, frame: np.ndarray) -> np.ndarray:
@@ -114,12 +131,14 @@ class ColourScore:
     """Pixel 'excitement' of a colour: 1/count(colour in the background) - 1e-4 (spec §1.6.1).
 
     Colours absent from the background count as 1, so they score about 1; the common background
-    colours score slightly below 0, so trimming them off a box raises its score.
+    colours score slightly below 0, so trimming them off a box raises its score. A background of
+    several looks counts a colour's pixels per look, on average.
     """
 
     def __init__(self, background: np.ndarray, colour_counts: dict | None = None):
-        codes, counts = np.unique(colour_codes(background), return_counts=True)
-        counts = counts.astype(np.float64)
+        looks = as_looks(background)
+        codes, counts = np.unique(colour_codes(looks), return_counts=True)
+        counts = counts.astype(np.float64) / len(looks)
         # the game's colours to count as given (Game.motion_colour_counts: RGB -> pixel count)
         for rgb, count in (colour_counts or {}).items():
             code = colour_codes(np.array(rgb).reshape(1, 3))[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import spacemoc
 from spacemoc.atomic import atomic_h5
 from spacemoc.data.background import load_background
 from spacemoc.data.env import FRAMESKIP, OBJECT_DTYPE
-from spacemoc.data.motion import check_motion_kind
+from spacemoc.data.motion import as_looks, check_motion_kind
 from spacemoc.data.rollout import ChunkTask, chunk_samples, collect_chunk
 from spacemoc.files import open_h5
 from spacemoc.games import DATA_SPLITS, check_split, get_game
@@ -112,6 +113,14 @@ def make_dataset(
     else:
         epsilon = 0.0
     background = load_background(background_path, game=spec.name)
+    looks = len(as_looks(background))
+    if looks != spec.background_looks:
+        warnings.warn(
+            f"background {background_path} has {looks} look(s), {spec.name}'s game table says "
+            f"{spec.background_looks}: remake it (spacemoc background --game {spec.name}) for "
+            "motion maps as the game table intends",
+            stacklevel=2,
+        )
     seed = DEFAULT_SPLIT_SEEDS[split] if seed is None else int(seed)
     span = T + window - 1 if tracking else window
     tasks = _tasks(

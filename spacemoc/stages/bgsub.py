@@ -1,7 +1,8 @@
 """A non-learned floor: background-subtraction detection.
 
 A pixel is "changed" when some channel differs from the game's background image (the per-pixel
-mode image of the data stage) by more than ``threshold``; the 8-connected components of the
+mode image of the data stage; for a game of several looks, from every look) by more than
+``threshold``; the 8-connected components of the
 changed pixels (after a 3x3 dilation that joins the pieces of one sprite) are the detections,
 scored by their mean absolute difference (in [0,1]) so that AP has a ranking.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spacemoc.data.motion import as_looks, changed_amount
 from spacemoc.files import damaged_file_error, open_h5
 from spacemoc.geometry import FRAME_SIZE
 
@@ -26,13 +28,15 @@ MIN_PIXELS = 1
 
 
 def prepare_background(background: np.ndarray, size: int = 128) -> np.ndarray:
-    """(210,160,3) background -> (size,size,3) like the dataset frames (no-op if already so)."""
+    """(210,160,3) background -> (size,size,3) like the dataset frames (no-op if already so);
+    a background of K looks, (K,210,160,3) -> (K,size,size,3)."""
     background = np.asarray(background)
-    if background.shape[:2] == (size, size):
+    if background.shape[-3:-1] == (size, size):
         return background
     from spacemoc.data import preprocess_frame
 
-    return np.asarray(preprocess_frame(background))
+    looks = [np.asarray(preprocess_frame(look)) for look in as_looks(background)]
+    return looks[0] if background.ndim == 3 else np.stack(looks)
 
 
 def bgsub_detect(
@@ -43,15 +47,16 @@ def bgsub_detect(
     min_pixels: int = MIN_PIXELS,
     frame_size=FRAME_SIZE,
 ) -> np.ndarray:
-    """Detections in one (H,W,3) uint8 frame against a background of the same shape.
+    """Detections in one (H,W,3) uint8 frame against a background of the same shape (or K looks
+    of it, (K,H,W,3)).
 
     Returns (M,5) [x, y, w, h, score] in ``frame_size`` (width, height) pixels.
     """
-    if frame.shape != background.shape or frame.ndim != 3:
+    if frame.ndim != 3 or frame.shape != background.shape[-3:]:
         raise ValueError(
             f"frame {frame.shape} and background {background.shape} must be the same (H,W,3) shape"
         )
-    diff = np.abs(frame.astype(np.int16) - background.astype(np.int16)).max(axis=2)
+    diff = changed_amount(frame, background)
     changed = diff > threshold
     grown = ndimage.binary_dilation(changed, iterations=dilate) if dilate else changed
     components, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
@@ -88,7 +93,7 @@ def detect_split(
         frames = f["frames"]
         if frames.shape[0] == 0:
             raise ValueError(f"{data_path} holds no samples: nothing to evaluate")
-        if frames.shape[2:] != background.shape:
+        if frames.shape[2:] != background.shape[-3:]:
             raise ValueError(
                 f"background {background.shape} does not match frames {frames.shape[2:]}"
             )
