@@ -110,7 +110,8 @@ def test_a_background_of_looks_counts_only_what_differs_from_every_look():
     assert difference_map(frame, court_a)[0].max() == 1.0
     delta = difference_map(frame, looks)
     assert delta[5, 5] == 1.0 and delta.sum() == 1.0
-    np.testing.assert_array_equal(changed_amount(frame, court_a[None]), changed_amount(frame, court_a))
+    one_look = changed_amount(frame, court_a[None])
+    np.testing.assert_array_equal(one_look, changed_amount(frame, court_a))
     # The colour score averages a colour's pixels over the looks: one look's sideline colour is
     # half as common as a colour every look has all over.
     score = ColourScore(looks)

@@ -64,7 +64,6 @@ def split_looks(frames: np.ndarray, looks: int, seed: int) -> np.ndarray:
     """(N,H,W,3) uint8 -> (N,) look index per frame: k-means clusters of coarse pixels, numbered
     from the largest cluster down (ties: the one seen first)."""
     from sklearn.cluster import KMeans
-
     from sklearn.exceptions import ConvergenceWarning
 
     coarse = frames[:, ::LOOK_STRIDE, ::LOOK_STRIDE].reshape(len(frames), -1) / 255.0
