@@ -41,10 +41,11 @@ class Game:
     # Background colours the motion hints' colour score counts as this many pixels (RGB -> count),
     # so that objects of a colour common in the background still score (spec §1.6.1).
     motion_colour_counts: dict[tuple[int, int, int], int] = field(default_factory=dict)
-    # How many looks the playfield has (Tennis: the court's sidelines swap colours when the
-    # players change ends): the background is one mode image per look, and a pixel counts as
-    # changed only where it differs from every look (spacemoc.data.background).
+    # How many looks the playfield has, found per "frame" (Tennis: the court's sidelines swap
+    # colours when the players change ends) or per "pixel" (Seaquest: the animated sea surface);
+    # a pixel counts as changed only where it differs from every look (spacemoc.data.background).
     background_looks: int = 1
+    background_looks_per: str = "frame"
     # The rule policy that plays this game (a key of spacemoc.control.POLICIES); "" for none.
     control_policy: str = ""
     # Labels the reference's classifiers index that this table drops: (index, name) inserted.
@@ -208,6 +209,8 @@ GAMES: dict[str, Game] = {
                 ("CollectedDiver", 6),
             ),
             ns_meaning={"OxygenBar": ("WIDTH",)},
+            background_looks=3,  # the animated sea surface: several colours per pixel
+            background_looks_per="pixel",
             # the reference's classifiers keep a placeholder label (spec defect 15)
             reference_extra_labels=((1, "NoObject"),),
         ),

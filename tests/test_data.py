@@ -86,6 +86,28 @@ def test_a_background_of_several_looks(work):
         make_dataset("tennis", "test", work / "tennis.h5", one, 1, T=2, window=2, workers=1)
 
 
+def test_pixel_looks_keep_each_pixels_common_colours():
+    from spacemoc.data.background import pixel_looks
+
+    # A pixel that is red in 6 of 10 frames, blue in 3 (a look) and green once (a passing sprite).
+    frames = np.zeros((10, 2, 2, 3), np.uint8)
+    frames[:6, 0, 0] = (200, 0, 0)
+    frames[6:9, 0, 0] = (0, 0, 200)
+    frames[9, 0, 0] = (0, 200, 0)
+    looks = pixel_looks(frames, 3, min_share=0.2)
+    assert looks.shape == (3, 2, 2, 3)
+    assert [tuple(looks[k, 0, 0]) for k in range(3)] == [(200, 0, 0), (0, 0, 200), (200, 0, 0)]
+    assert (looks[:, 1, 1] == 0).all()  # one colour only: every look is it
+    # A look of a pixel with one colour differs nowhere; only what no look has is a change.
+    from spacemoc.data.motion import changed_amount
+
+    frame = frames[0].copy()
+    frame[0, 0] = (0, 0, 200)
+    assert not changed_amount(frame, looks).any()
+    frame[0, 0] = (0, 200, 0)
+    assert changed_amount(frame, looks)[0, 0] == 200
+
+
 def test_schema(test_h5):
     with h5py.File(test_h5, "r") as f:
         assert set(f) == {"frames", "motion", "objects", "motion_boxes"}

@@ -25,6 +25,14 @@ def test_relevant_area_is_a_box(name):
     assert -0.05 <= lo_y < hi_y <= 1.10
 
 
+@pytest.mark.parametrize("name", sorted(GAMES))
+def test_background_looks_are_valid(name):
+    from spacemoc.data.background import LOOKS_PER
+
+    game = GAMES[name]
+    assert game.background_looks >= 1 and game.background_looks_per in LOOKS_PER
+
+
 def test_measured_areas_replace_the_whole_frame_placeholder():
     whole = (-0.05, -0.05, 1.05, 1.05)
     for name in ("spaceinvaders", "mspacman", "carnival", "riverraid"):

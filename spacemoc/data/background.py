@@ -1,10 +1,16 @@
 """The background image of a game: per-pixel, per-channel mode of random-play frames (spec §1.4).
 
-A game whose playfield has several looks (``Game.background_looks`` > 1, e.g. Tennis, whose
-sidelines swap colours when the players change ends) gets one mode image per look: the frames are
-split into looks by k-means on coarse pixels, and a pixel counts as changed only where it
-differs from every look (``spacemoc.data.motion.changed_amount``). Such a background is
-(K,210,160,3), the most frequent look first; its PNG stacks the looks top to bottom.
+A game whose playfield has several looks (``Game.background_looks`` = K > 1) gets K images, and a
+pixel counts as changed only where it differs from every one (``spacemoc.data.motion.
+changed_amount``). Such a background is (K,210,160,3); its PNG stacks the looks top to bottom.
+``Game.background_looks_per`` says how the looks are found:
+
+* ``frame``: the frames are split into K looks by k-means on coarse pixels and each look is the
+  mode image of its frames, the most frequent look first (Tennis: the court's two ends, whose
+  sidelines swap colours);
+* ``pixel``: look 0 is the mode image; look k at a pixel is the pixel's next most common colour
+  if it covers at least ``MIN_PIXEL_LOOK_SHARE`` of the frames, else look 0's (Seaquest: the
+  animated sea surface, which has several colours at one pixel).
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ def pixel_mode(frames: np.ndarray, block: int = 16384) -> np.ndarray:
 
 
 LOOK_STRIDE = 4  # k-means sees every 4th pixel of each frame: enough to tell the looks apart
+# A colour this common at a pixel is background there; a sprite passing through covers less.
+MIN_PIXEL_LOOK_SHARE = 0.15
+LOOKS_PER = ("frame", "pixel")
 
 
 def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
@@ -56,8 +65,40 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
     frames = random_play_frames(game, n_frames, seed)
     if spec.background_looks == 1:
         return pixel_mode(frames)
+    if spec.background_looks_per == "pixel":
+        return pixel_looks(frames, spec.background_looks)
     looks = split_looks(frames, spec.background_looks, seed)
     return np.stack([pixel_mode(frames[looks == k]) for k in range(spec.background_looks)])
+
+
+def pixel_looks(
+    frames: np.ndarray, looks: int, min_share: float = MIN_PIXEL_LOOK_SHARE
+) -> np.ndarray:
+    """(N,H,W,3) uint8 -> (looks,H,W,3): look 0 the mode image, look k each pixel's k-th most
+    common other colour where it covers >= ``min_share`` of the frames, else look 0's colour."""
+    from spacemoc.data.motion import colour_codes
+
+    n = len(frames)
+    first = pixel_mode(frames)
+    codes = np.sort(colour_codes(frames).reshape(n, -1), axis=0)  # (N,P), each column sorted
+    n_pixels = codes.shape[1]
+    starts = np.ones_like(codes, dtype=bool)
+    starts[1:] = codes[1:] != codes[:-1]
+    runs = np.cumsum(starts, axis=0) - 1  # (N,P) index of each frame's colour run in its column
+    columns = np.broadcast_to(np.arange(n_pixels), codes.shape)
+    counts = np.zeros((n, n_pixels), np.int64)  # run -> frames of that colour, per pixel
+    np.add.at(counts, (runs, columns), 1)
+    colours = np.zeros((n, n_pixels), np.int64)
+    colours[runs[starts], columns[starts]] = codes[starts]
+    counts[colours == colour_codes(first).reshape(1, -1)] = 0  # look 0's colour is taken
+    out = np.repeat(first.reshape(1, n_pixels, 3), looks, axis=0)
+    for k in range(1, looks):
+        best = counts.argmax(axis=0)  # (P,) the most common colour left (ties: the smaller)
+        common = counts[best, np.arange(n_pixels)] >= min_share * n
+        code = colours[best, np.arange(n_pixels)][common]
+        out[k, common] = np.stack([code % 256, code // 256 % 256, code // 65536], axis=1)
+        counts[best, np.arange(n_pixels)] = 0
+    return out.reshape(looks, *frames.shape[1:])
 
 
 def split_looks(frames: np.ndarray, looks: int, seed: int) -> np.ndarray:
