@@ -56,7 +56,8 @@ def register(subparsers) -> None:
 
 
 def _bg(args) -> None:
-    """Compute a game's background (per-pixel mode of random-play frames)."""
+    """Compute a game's background (per-pixel mode of random-play frames; for a game of several
+    looks, one image per look, stacked top to bottom in the PNG)."""
     from spacemoc.config import load_config
     from spacemoc.data import compute_background, save_background
     from spacemoc.games import get_game
@@ -65,8 +66,10 @@ def _bg(args) -> None:
     game = get_game(args.game).name
     frames = args.frames if args.frames is not None else data["background_frames"]
     seed = args.env_seed if args.env_seed is not None else data["split_seeds"]["background"]
-    png, npy = save_background(compute_background(game, frames, seed), args.out, game=game)
-    print(f"wrote {png} and {npy}")
+    image = compute_background(game, frames, seed)
+    png, npy = save_background(image, args.out, game=game)
+    looks = f" ({len(image)} looks)" if image.ndim == 4 else ""
+    print(f"wrote {png} and {npy}{looks}")
 
 
 def _dataset(args) -> None:
