@@ -75,3 +75,18 @@ def test_a_background_of_looks_hides_what_any_look_shows():
     assert len(boxes) == 1 and boxes[0, 1] == pytest.approx(50 * 210 / 128)
     full = np.stack([np.full((210, 160, 3), c, np.uint8) for c in ((144, 72, 17), (0, 0, 0))])
     assert prepare_background(full).shape == (2, 128, 128, 3)
+
+
+def test_changed_objects_are_the_boxes_the_frame_draws():
+    from spacemoc.stages.bgsub import changed_objects
+
+    frame = BG.copy()
+    frame[50:60, 40:44] = (92, 186, 92)  # drawn: rows 50-59, columns 40-43 of the 128 x 128 frame
+    sx, sy = 160 / 128, 210 / 128  # boxes are in frame pixels
+    drawn = [40 * sx, 50 * sy, 4 * sx, 10 * sy]
+    hidden = [90 * sx, 20 * sy, 4 * sx, 10 * sy]  # an object the frame does not show
+    edge = [-3.0, 100 * sy, 2.0, 2.0]  # left of the frame: clipped to it, shows nothing
+    np.testing.assert_array_equal(
+        changed_objects(frame, BG, np.array([drawn, hidden, edge])), [True, False, False]
+    )
+    assert changed_objects(frame, BG, np.zeros((0, 4))).shape == (0,)

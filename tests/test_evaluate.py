@@ -381,12 +381,13 @@ def test_class_recall_per_source_and_its_command(stage, tmp_path, capsys):
     assert main(args) == 0
     assert "space_m" in capsys.readouterr().out and plot.stat().st_size > 0
     rows = {(r["source"], r["label"]): r for r in read_class_recall(out)}
-    sources = ("cells8", "cells16", "motion", "hints8", "hints16", "bgsub", "space_m")
+    sources = ("cells8", "cells16", "motion", "hints8", "hints16", "changed", "bgsub", "space_m")
     assert list(dict.fromkeys(source for source, _ in rows)) == list(sources)
     # the synthetic objects lie in bands 45 pixels apart: one per cell of either grid
     for label in ("Ball", "Enemy", "Player"):
         assert rows[("cells16", label)]["recall"] == "1"
         assert rows[("bgsub", label)]["recall"] == "1"
+        assert rows[("changed", label)]["recall"] == "1"  # every object is drawn
     # the motion boxes miss the still ball, and find nothing but objects
     assert rows[("motion", "Ball")]["recall"] == "0"
     assert rows[("motion", "Player")]["recall"] == "1"

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from spacemoc.data.motion import as_looks, changed_amount
 from spacemoc.files import damaged_file_error, open_h5
-from spacemoc.geometry import FRAME_SIZE
+from spacemoc.geometry import FRAME_SIZE, boxes_to_corners
 
 BASELINE_MODEL = "bgsub"  # the model column of the baseline's rows in metrics and eval tables
 
@@ -78,17 +78,34 @@ def bgsub_detect(
     return np.array(out, dtype=np.float64).reshape(-1, 5)
 
 
-def detect_split(
-    data_path, background_path, threshold: int = THRESHOLD, dilate: int = 1
-) -> list[np.ndarray]:
-    """The baseline's detections on every frame of a dataset split (flattened, sample-major)."""
+def changed_objects(
+    frame: np.ndarray, background: np.ndarray, boxes, threshold: int = THRESHOLD
+) -> np.ndarray:
+    """Which of the (K,4+) boxes (frame pixels, ``FRAME_SIZE``) hold a pixel of the (H,W,3) frame
+    that differs from the background by more than ``threshold``: (K,) bool."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=bool)
+    changed = changed_amount(frame, background) > threshold
+    height, width = frame.shape[:2]
+    corners = boxes_to_corners(boxes[:, :4])
+    scale = np.array([width, height, width, height])
+    lo = np.clip(np.floor(corners[:, :2] * scale[:2]), 0, [width - 1, height - 1]).astype(int)
+    hi = np.maximum(np.ceil(corners[:, 2:] * scale[2:]).astype(int), lo + 1)
+    return np.array(
+        [changed[y0:y1, x0:x1].any() for (x0, y0), (x1, y1) in zip(lo, hi, strict=True)], dtype=bool
+    )
+
+
+def split_frames(data_path, background_path, desc: str = "bgsub"):
+    """Each sample's (T,H,W,3) frames of a dataset split, with the background prepared to their
+    size: yields (background, frames), sample by sample (h5py: one sample per read)."""
     from tqdm import tqdm
 
     try:  # any size the frames have (a game's 210x160 background, or the frames' own size)
         background = prepare_background(np.load(background_path, allow_pickle=False))
     except (OSError, EOFError, ValueError) as err:
         raise damaged_file_error(background_path, "background", err) from err
-    pred = []
     with open_h5(data_path, "dataset") as f:
         frames = f["frames"]
         if frames.shape[0] == 0:
@@ -97,9 +114,19 @@ def detect_split(
             raise ValueError(
                 f"background {background.shape} does not match frames {frames.shape[2:]}"
             )
-        for i in tqdm(range(frames.shape[0]), desc="bgsub", unit="sample"):
-            pred += [bgsub_detect(frame, background, threshold, dilate) for frame in frames[i]]
-    return pred
+        for i in tqdm(range(frames.shape[0]), desc=desc, unit="sample"):
+            yield background, frames[i]
+
+
+def detect_split(
+    data_path, background_path, threshold: int = THRESHOLD, dilate: int = 1
+) -> list[np.ndarray]:
+    """The baseline's detections on every frame of a dataset split (flattened, sample-major)."""
+    return [
+        bgsub_detect(frame, background, threshold, dilate)
+        for background, frames in split_frames(data_path, background_path)
+        for frame in frames
+    ]
 
 
 def evaluate_bgsub(

@@ -8,6 +8,10 @@ area). The sources, from the data alone:
   grid can hold them: the most a SPACE model of that grid size can find (G = 8 and 16);
 * ``motion``: the dataset's motion boxes, what the MOC motion loss starts from;
 * ``hints{G}``: those boxes kept one per cell, the presence and box targets the model is taught;
+* ``changed``: the ground-truth boxes holding a pixel that differs from the background (bgsub's
+  threshold): what a detector comparing a frame with the background can find at most; an object
+  missing here is invisible in its frame (drawn in alternate frames, or the background's own
+  colour) or part of the background (it never moves);
 * ``bgsub``: the background-subtraction baseline (when the background is given);
 
 and, given a model's latents of the same split, the model (its arm's name). ``objects`` counts the
@@ -25,6 +29,7 @@ import numpy as np
 
 from spacemoc.tables import read_table, write_table
 
+CHANGED = "changed"  # the source of the ground truth that differs from the background
 ALL_LABELS = "all"  # the label of a source's row over every relevant class, with its precision
 GRID_SIZES = (8, 16)  # SPACE's useful grids (G = 4 holds too few objects for any game here)
 COLUMNS = (
@@ -54,6 +59,20 @@ def one_per_cell(boxes: np.ndarray, grid_size: int) -> np.ndarray:
 def _with_score(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([boxes, np.ones((len(boxes), 1))], axis=1)
+
+
+def _background_sources(data_path, background_path, gt) -> dict[str, list[np.ndarray]]:
+    """``changed`` (the ground truth that differs from the background) and ``bgsub``, in one
+    pass over the frames."""
+    from spacemoc.stages.bgsub import BASELINE_MODEL, bgsub_detect, changed_objects, split_frames
+
+    changed, detected = [], []
+    for background, frames in split_frames(data_path, background_path, desc="class recall"):
+        for frame in frames:
+            boxes = gt[len(changed)]
+            changed.append(_with_score(boxes[changed_objects(frame, background, boxes)]))
+            detected.append(bgsub_detect(frame, background))
+    return {CHANGED: changed, BASELINE_MODEL: detected}
 
 
 def _rows(game_row, source: str, pred, gt, gt_labels) -> list[dict]:
@@ -125,9 +144,7 @@ def class_recall(
     for g in grid_sizes:
         sources[f"hints{g}"] = [_with_score(one_per_cell(m, g)) for m in motion]
     if background_path is not None:
-        from spacemoc.stages.bgsub import BASELINE_MODEL, detect_split
-
-        sources[BASELINE_MODEL] = detect_split(data_path, background_path)
+        sources.update(_background_sources(data_path, background_path, gt))
     if latents_path is not None:
         from spacemoc.latents import load_latents
 
