@@ -2,9 +2,9 @@
 
 A pixel is "changed" when some channel differs from the game's background image (the per-pixel
 mode image of the data stage; for a game of several looks, from every look) by more than
-``threshold``; the 8-connected components of the
-changed pixels (after a 3x3 dilation that joins the pieces of one sprite) are the detections,
-scored by their mean absolute difference (in [0,1]) so that AP has a ranking.
+``threshold``; the 8-connected components of the changed pixels (after a 3x3 dilation that joins
+the pieces of one sprite) are the detections, scored by their mean absolute difference (in [0,1])
+so that AP has a ranking.
 
 The datasets store 128x128 frames, so the detector works there: the 210x160 background goes
 through the same ``spacemoc.data.preprocess_frame`` as the frames (identical pixels where the
