@@ -51,7 +51,7 @@ def test_tiny_workflow_writes_the_recall_of_every_class_per_source(tiny_run):
     from spacemoc.stages.class_recall import read_class_recall
 
     rows = read_class_recall(tiny_run / "results/pong/space_moc/class_recall.csv")
-    sources = ["cells8", "cells16", "motion", "hints8", "hints16", "bgsub", "space_moc"]
+    sources = ["cells8", "cells16", "motion", "hints8", "hints16", "changed", "bgsub", "space_moc"]
     assert list(dict.fromkeys(r["source"] for r in rows)) == sources
     assert [r["label"] for r in rows[:4]] == [*get_game("pong").relevant, "all"]
     for row in rows:
@@ -64,6 +64,9 @@ def test_tiny_workflow_writes_the_recall_of_every_class_per_source(tiny_run):
         group = [r for r in rows if r["source"] == source]
         assert int(group[-1]["objects"]) == sum(int(r["objects"]) for r in group[:-1])
         assert int(group[-1]["found"]) == sum(int(r["found"]) for r in group[:-1])
+    # the ground truth kept where the frame differs from the background is all correct
+    (changed,) = [r for r in rows if r["source"] == "changed" and r["label"] == "all"]
+    assert float(changed["precision"]) == 1 and float(changed["recall"]) > 0.9
     # the paddles never share a cell of either grid with another object
     for row in rows:
         if row["source"].startswith("cells") and row["label"] in ("Player", "Enemy"):
