@@ -10,8 +10,8 @@ area). The sources, from the data alone:
 * ``hints{G}``: those boxes kept one per cell, the presence and box targets the model is taught;
 * ``changed``: the ground-truth boxes holding a pixel that differs from the background (bgsub's
   threshold): what a detector comparing a frame with the background can find at most; an object
-  missing here is invisible in its frame (drawn in alternate frames, or the background's own
-  colour) or part of the background (it never moves);
+  missing here is not drawn in its frame, drawn in the background's own colours, or part of the
+  background (it never moves);
 * ``bgsub``: the background-subtraction baseline (when the background is given);
 
 and, given a model's latents of the same split, the model (its arm's name). ``objects`` counts the
