@@ -62,6 +62,11 @@ def compute_background(game: str, n_frames: int, seed: int) -> np.ndarray:
             f"n_frames must be >= {spec.background_looks} (the looks of {spec.name}'s "
             f"background), got {n_frames}"
         )
+    if spec.background_looks_per not in LOOKS_PER:
+        raise ValueError(
+            f"{spec.name}'s background_looks_per is {spec.background_looks_per!r}; "
+            f"known: {', '.join(LOOKS_PER)}"
+        )
     frames = random_play_frames(game, n_frames, seed)
     if spec.background_looks == 1:
         return pixel_mode(frames)
