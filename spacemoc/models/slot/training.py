@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 
 from .config import SlotMocConfig
-from .losses import continuity_loss, motion_loss, motion_windows, slot_centres
+from .losses import (
+    continuity_loss,
+    motion_loss,
+    motion_windows,
+    reconstruction_loss,
+    slot_centres,
+)
 from .masks import mask_objects
 
 CURVE_COLUMNS = (
@@ -61,7 +67,13 @@ class SlotTrainer:
         if step == 0 and model.learned_background:
             model.initialise_background(images)
         out = model(images)
-        reconstruction = torch.nn.functional.mse_loss(out["reconstruction"], images)
+        reconstruction = reconstruction_loss(
+            out["reconstruction"],
+            images,
+            model.background_image() if model.learned_background else None,
+            cfg.foreground_weight,
+            cfg.foreground_threshold,
+        )
         lam = schedule(step, cfg)
         zero = images.new_zeros(())
         motion, matched = zero, 0
