@@ -19,4 +19,7 @@ PUBLISHED: dict[str, dict[str, tuple[str, str]]] = {
     "skiing": {"joint_f1": ("0.91", SCOBOTS_2025)},
     "freeway": {"joint_f1": ("0.95", SCOBOTS_2025)},
     "asterix": {"joint_f1": ("0.90", SCOBOTS_2025)},
+    "tennis": {"joint_f1": ("0.58", SCOBOTS_2025)},
+    "seaquest": {"joint_f1": ("0.63", SCOBOTS_2025)},
+    "kangaroo": {"joint_f1": ("0.33", SCOBOTS_2025)},
 }

@@ -283,7 +283,10 @@ def results_table(summary_path, out_path) -> str:
     lines = [
         "# Results",
         "",
-        f"Test split, relevant objects; made by the workflow from `{summary_path}`.",
+        f"Test split, relevant objects; made by `spacemoc results-table` (the workflow's rule "
+        f"`results_table`) from `{summary_path}`. `{BASELINE_MODEL}`: the non-learned "
+        "background-subtraction detector on the same frames (detection only, no labels). Empty "
+        "cells: not measured, or not given by the source.",
         "",
     ]
     header = "| model | seeds | " + " | ".join(TABLE_COLUMNS.values()) + " |"
