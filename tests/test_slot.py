@@ -71,22 +71,23 @@ def test_motion_loss_matches_the_moving_object_to_the_slot_that_covers_it():
     assert far.item() > 0.9
 
 
-def test_reconstruction_loss_weighs_the_pixels_off_the_background():
-    background = torch.zeros(3, 4, 4)
+def test_reconstruction_loss_weighs_the_foreground_pixels():
     images = torch.zeros(1, 3, 4, 4)
     images[0, :, 1, 1] = 1.0  # one object pixel
+    foreground = torch.zeros(1, 4, 4, dtype=torch.bool)
+    foreground[0, 1, 1] = True
     missed_object = torch.zeros_like(images)  # draws the backdrop only
     noisy_backdrop = images.clone()
     noisy_backdrop[0, 0, 3, 3] = 1.0  # the object, and one wrong backdrop pixel
     plain = torch.nn.functional.mse_loss(missed_object, images)
+    assert float(plain) == pytest.approx(1 / 16)
     assert reconstruction_loss(missed_object, images) == plain
-    assert reconstruction_loss(missed_object, images, background, 0.0) == plain
+    assert reconstruction_loss(missed_object, images, foreground, 0.0) == plain
     # 16 pixels, the object's weighing 1 + 9: its error (1 per channel) over a weight sum of 25
-    weighted = reconstruction_loss(missed_object, images, background, 9.0)
+    weighted = reconstruction_loss(missed_object, images, foreground, 9.0)
     assert weighted == pytest.approx(10 / 25)
     # a backdrop pixel's error (1/3: one channel of three) weighs 1 of 25
-    assert reconstruction_loss(noisy_backdrop, images, background, 9.0) == pytest.approx(1 / 75)
-    assert float(plain) == pytest.approx(1 / 16)
+    assert reconstruction_loss(noisy_backdrop, images, foreground, 9.0) == pytest.approx(1 / 75)
 
 
 def test_continuity_loss_is_lower_for_the_same_object_than_for_another():

@@ -60,10 +60,9 @@ class SlotMocConfig(DictConfig):
     rising linearly from 0 at ``schedule_start_step`` to 1 at ``schedule_end_step``."""
 
     motion_weight: float = 1.0
-    # The reconstruction weight of the pixels that differ from the learned background (by more
-    # than foreground_threshold in a channel) is 1 + foreground_weight; 0: a plain MSE.
+    # The reconstruction weight of the moving pixels (the dataset's motion map) is
+    # 1 + foreground_weight; 0: a plain MSE.
     foreground_weight: float = 0.0
-    foreground_threshold: float = 0.1
     continuity_weight: float = 0.1
     # Slots t and t+1 are one object when their mask centres are closer than this (pixels of
     # the model's image); continuity pulls their encodings together, others apart.

@@ -38,17 +38,17 @@ def motion_windows(motion_z_pres, motion_z_where, size: int, margin: int) -> lis
 
 
 def reconstruction_loss(
-    reconstruction, images, background=None, foreground_weight: float = 0.0, threshold=0.1
+    reconstruction, images, foreground=None, foreground_weight: float = 0.0
 ) -> torch.Tensor:
-    """Mean squared error of reconstruction against images (B,3,H,W), the pixels that differ from
-    ``background`` (3,H,W) by more than ``threshold`` in a channel weighing ``1 +
-    foreground_weight`` (a weighted mean, so the loss stays an MSE). Atari objects are a few
-    pixels whose error a plain MSE hardly sees: a missing ball and paddles cost Pong about 0.0025.
-    """
-    if foreground_weight <= 0 or background is None:
+    """Mean squared error of reconstruction against images (B,3,H,W), the ``foreground`` pixels
+    (B,H,W) bool weighing ``1 + foreground_weight`` (a weighted mean, so the loss stays an MSE).
+    Atari objects are a few pixels whose error a plain MSE hardly sees: a missing ball and
+    paddles cost Pong about 0.0025. The foreground must come from the data (the motion map): a
+    mask read off the learned background moves with it, and the background can then learn to
+    weigh down the pixels it gets wrong."""
+    if foreground_weight <= 0 or foreground is None:
         return torch.nn.functional.mse_loss(reconstruction, images)
     error = (reconstruction - images).pow(2).mean(1)  # (B,H,W)
-    foreground = (images - background).abs().amax(1) > threshold  # (B,H,W)
     weights = 1 + foreground_weight * foreground.to(error.dtype)
     return (weights * error).sum() / weights.sum()
 

@@ -198,11 +198,6 @@ class SlotAttentionModel(nn.Module):
         return [self.background_logits, self.background_mask_logit]
 
     @torch.no_grad()
-    def background_image(self) -> torch.Tensor:
-        """The learned background (3,H,W) in (0,1)."""
-        return torch.sigmoid(self.background_logits)
-
-    @torch.no_grad()
     def initialise_background(self, images: torch.Tensor) -> None:
         """Start the learned background at the per-pixel median of ``images`` (B,3,H,W): the
         backdrop where objects come and go, so the slots need not first explain the whole

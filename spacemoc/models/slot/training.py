@@ -67,12 +67,11 @@ class SlotTrainer:
         if step == 0 and model.learned_background:
             model.initialise_background(images)
         out = model(images)
+        foreground = None
+        if cfg.foreground_weight > 0:
+            foreground = batch["motion"].flatten(0, 1) > 0.5  # (B*T,H,W)
         reconstruction = reconstruction_loss(
-            out["reconstruction"],
-            images,
-            model.background_image() if model.learned_background else None,
-            cfg.foreground_weight,
-            cfg.foreground_threshold,
+            out["reconstruction"], images, foreground, cfg.foreground_weight
         )
         lam = schedule(step, cfg)
         zero = images.new_zeros(())
