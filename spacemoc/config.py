@@ -241,6 +241,15 @@ def training_recipe(config: dict, game: str, model: str) -> dict:
     return canonical(recipe)
 
 
+def train_needs_background(config: dict, game: str, model: str) -> bool:
+    """Whether arm ``model`` on ``game`` trains with the game's background (the rule train's
+    input; ``spacemoc.stages.train.needs_background``)."""
+    from spacemoc.arms import arm_config
+    from spacemoc.stages.train import needs_background
+
+    return needs_background(game, arm_config(config, model))
+
+
 def run_record(config: dict, game: str, model: str) -> dict:
     """The config a trained and evaluated run of arm ``model`` on ``game`` records beside its
     outputs (the exported detector's config.yaml): a valid config for that run alone, without the

@@ -4,7 +4,9 @@ resume through the training stage, and the workflow end to end with the slot_moc
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,3 +184,72 @@ def test_slot_config_keys_are_checked():
         validate_config({"models": ["slot"], "model": {"slot": {"slots": 3}}})
     assert SlotMocConfig.from_dict({"lr": 1e-3}).lr == 1e-3
     assert arm_config(validate_config({}), "slot")["model"]["slot_moc"]["motion_weight"] == 0.0
+
+
+def _grey_look(size=128):
+    return np.full((size, size, 3), 100, np.uint8)
+
+
+def test_attend_changed_slots_see_only_the_tokens_off_the_background():
+    torch.manual_seed(0)
+    model = SlotAttentionModel(SlotConfig(num_slots=4, attend="changed")).eval()
+    model.set_background(_grey_look())
+    image = torch.full((1, 3, 128, 128), 100 / 255)
+    image[:, :, 40:44, 40:44] = 1.0  # a white object: 2 x 2 tokens at stride 2
+    tokens = model.changed_tokens(image).view(64, 64)
+    assert tokens.sum() == 4 and tokens[20:22, 20:22].all()
+    faint, bright = image.clone(), image.clone()
+    faint[:, :, 100, 100] += 0.05  # under changed_threshold (0.1): still background
+    bright[:, :, 100, 100] += 0.5
+    slots = [model(x)["slots"] for x in (image, faint, bright)]
+    torch.testing.assert_close(slots[0], slots[1], rtol=0, atol=1e-5)
+    assert (slots[0] - slots[2]).abs().max() > 1e-3
+
+
+def test_attend_changed_keeps_its_background_in_the_weights():
+    torch.manual_seed(0)
+    config = SlotConfig(num_slots=4, attend="changed")
+    trained = SlotAttentionModel(config).eval()
+    with pytest.raises(ValueError, match="holds no background"):
+        trained.infer(torch.rand(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="background looks must be"):
+        trained.set_background(np.zeros((2, 64, 64, 3), np.uint8))
+    looks = np.stack([_grey_look(), _grey_look() + 50])  # a background of two looks
+    trained.set_background(looks)
+    loaded = SlotAttentionModel(config).eval()
+    loaded.load_state_dict(trained.state_dict())
+    assert loaded.reference.shape == (2, 3, 128, 128)
+    images = torch.rand(2, 3, 128, 128)
+    torch.testing.assert_close(loaded.infer(images)["z_what"], trained.infer(images)["z_what"])
+    assert (
+        not SlotConfig().needs_background
+        and "reference" not in SlotAttentionModel(SlotConfig()).state_dict()
+    )
+
+
+def test_attend_changed_trains_with_the_games_background(pong_t2, tmp_path):
+    from spacemoc.arms import arm_config
+    from spacemoc.config import validate_config
+    from spacemoc.models import load_checkpoint
+    from spacemoc.stages.train import needs_background, train
+
+    slot = {"num_slots": 4, "enc_channels": 16, "attend": "changed"}
+    config = arm_config(
+        validate_config({"model": {"slot": slot}, "train": {"steps": 2, "batch_size": 1}}),
+        "slot_moc",
+    )
+    assert needs_background("pong", config)
+    assert not needs_background("pong", arm_config(validate_config({}), "slot_moc"))
+    with pytest.raises(ValueError, match="needs the game's background"):
+        train(pong_t2, tmp_path / "none", game="pong", config=config, device="cpu")
+    background = Path(pong_t2).parent / "background.png"
+    path = train(
+        pong_t2, tmp_path / "run", game="pong", config=config, device="cpu",
+        background_path=background,
+    )  # fmt: skip
+    model = load_checkpoint(path)
+    assert model.reference.shape == (1, 3, 128, 128)
+    # the learned backdrop starts at the game's background, not at the batch's median
+    model.initialise_background(torch.rand(4, 3, 128, 128))
+    start = torch.sigmoid(model.background_logits)
+    torch.testing.assert_close(start, model.reference[0].clamp(0.02, 0.98), rtol=0, atol=1e-5)

@@ -39,6 +39,11 @@ def register(subparsers) -> None:
         help="validation split (e.g. results/pong/data/validation.h5): relevant F and cluster-NN "
         "accuracy every train.eval_every steps, in the curves and TensorBoard",
     )
+    parser.add_argument(
+        "--background",
+        help="the game's background (e.g. results/pong/background.npy), for a model that "
+        "needs it (slot.attend: changed)",
+    )
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     add_device(parser, help="auto (default: train.device), cpu, cuda or cuda:N")
@@ -70,6 +75,7 @@ def run(args) -> int:
         seed=args.seed,
         device=args.device,
         validation_path=args.validation,
+        background_path=args.background,
     )
     print(path)
     return 0

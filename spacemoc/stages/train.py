@@ -59,6 +59,23 @@ def build_configs(game: str, config: dict | None = None):
     return get_family(family_name(config)).build_configs(game, config)
 
 
+def needs_background(game: str, config: dict | None = None) -> bool:
+    """Whether the config's model of ``game`` must be given the game's background to train (a
+    model config's ``needs_background``; SPACE never)."""
+    model_cfg, _ = build_configs(game, validate_config(config or {}))
+    return bool(getattr(model_cfg, "needs_background", False))
+
+
+def background_looks_for_model(path, game: str) -> np.ndarray:
+    """The game's background file (``spacemoc.data.background``) as the model sees frames:
+    (K,128,128,3) uint8, each look resized as ``spacemoc.data.preprocess`` resizes frames."""
+    from spacemoc.data.background import load_background
+    from spacemoc.data.motion import as_looks
+    from spacemoc.data.preprocess import preprocess_frames
+
+    return preprocess_frames(as_looks(load_background(path, game)))
+
+
 # ----------------------------------------------------------------------------------------------
 # data order: a pure function of (seed, step), so a resumed run draws the same batches
 
@@ -216,6 +233,7 @@ def train(
     device: str | None = "auto",
     callback: Callable[[int, dict], None] | None = None,
     validation_path: str | Path | None = None,
+    background_path: str | Path | None = None,
 ) -> Path:
     """Train a model (SPACE+MOC by default) on ``data_path`` (a dataset HDF5 file); return the
     path of ``model.pt``.
@@ -230,12 +248,14 @@ def train(
     split) and ``train.eval_every`` > 0, relevant F and cluster-NN accuracy on its first
     ``train.eval_samples`` samples are measured every ``train.eval_every`` steps and at the end
     (``spacemoc.validation``), into the curves and TensorBoard; they do not change the weights.
+    ``background_path``: the game's background (``background.npy``), for models that need it
+    (``needs_background``); the model keeps it for inference.
     """
     config = validate_config(config or {})
     train_cfg = config["train"]
     out_dir = Path(out_dir)
     device = resolve_device(train_cfg["device"] if device in (None, "auto") else device)
-    run = _Run(data_path, out_dir, game, config, seed, device, validation_path)
+    run = _Run(data_path, out_dir, game, config, seed, device, validation_path, background_path)
     start = run.resume()
     try:
         run.loop(start, callback)
@@ -248,7 +268,15 @@ class _Run:
     """One training run: its data, model, trainer, checkpoints and logs (``train`` drives it)."""
 
     def __init__(
-        self, data_path, out_dir: Path, game, config: dict, seed: int, device, validation_path
+        self,
+        data_path,
+        out_dir: Path,
+        game,
+        config: dict,
+        seed: int,
+        device,
+        validation_path,
+        background_path=None,
     ):
         from spacemoc.data import AtariDataset
 
@@ -275,6 +303,14 @@ class _Run:
         self.identity = _identity(data_path, self.family, model_cfg, loss_cfg, seed, self.train_cfg)
         seed_everything(seed)
         self.model = self.family.model(model_cfg).to(device)
+        if getattr(model_cfg, "needs_background", False):
+            if background_path is None:
+                raise ValueError(
+                    f"this {self.family.name} model needs the game's background to train (its "
+                    "config asks for it): pass background_path (spacemoc train --background "
+                    f"results/{self.game}/background.npy)"
+                )
+            self.model.set_background(background_looks_for_model(background_path, self.game))
         self.model.train()
         self.trainer = self.family.trainer(self.model, loss_cfg, self.train_cfg)
         self.probe = None

@@ -1,5 +1,5 @@
 # Rules of the train stage.
-from spacemoc.config import training_recipe
+from spacemoc.config import train_needs_background, training_recipe
 
 
 # Checkpoints in results/{game}/{model}/seed{seed}/checkpoints/ are not outputs: Snakemake keeps
@@ -11,6 +11,14 @@ rule train:
         validation=branch(
             config["train"]["eval_every"] > 0,
             then="results/{game}/data/validation.h5",
+            otherwise=[],
+        ),
+        # the game's background, for a model that needs it (slot.attend: changed)
+        background=branch(
+            lambda wildcards: train_needs_background(
+                config, wildcards.game, wildcards.model
+            ),
+            then="results/{game}/background.npy",
             otherwise=[],
         ),
     output:

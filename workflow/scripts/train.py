@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]):
         config=arm_config(snakemake.config, snakemake.wildcards.model),
         seed=int(snakemake.wildcards.seed),
         validation_path=snakemake.input.get("validation") or None,
+        background_path=snakemake.input.get("background") or None,
     )

@@ -20,7 +20,12 @@ def from_checkpoint(ckpt: dict, path: Path, config=None) -> SlotAttentionModel:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    # the background's number of looks is the game's, not the config's
+    wrong = [
+        k
+        for k in expected
+        if k in state and k != "reference" and state[k].shape != expected[k].shape
+    ]
     if missing or unexpected or wrong:
         raise ValueError(
             f"{path}: the weights do not fit a slot model of config {cfg.to_dict()}: missing "

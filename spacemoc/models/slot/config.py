@@ -9,6 +9,7 @@ from spacemoc.models.settings import DictConfig
 
 DECODERS = ("relative", "broadcast")
 BACKGROUNDS = ("learned", "slots")
+ATTENDS = ("all", "changed")
 
 
 @dataclass
@@ -30,6 +31,12 @@ class SlotConfig(DictConfig):
     broadcast_size: int = 16  # broadcast decoder: its grid, upsampled x2 to img_size
     relative_clamp: float = 6.0  # relative decoder: positions beyond this many spreads look alike
     mlp_hidden: int = 128
+    # "changed": the slots attend only to the tokens whose pixels differ from the game's
+    # background (the workflow's background.npy, every look) by more than changed_threshold in a
+    # channel, so a few object tokens are not outweighed by thousands of backdrop tokens; the
+    # model keeps the background for inference. "all": every token.
+    attend: str = "all"
+    changed_threshold: float = 0.1
     # A slot is an object when its mask (> mask_threshold) covers min_pixels to max_fraction of
     # the image: the slots that take the background cover more.
     mask_threshold: float = 0.5
@@ -37,8 +44,17 @@ class SlotConfig(DictConfig):
     max_fraction: float = 0.05
     G: int = 16  # grid of the dataset's motion hints the motion loss reads
 
+    @property
+    def needs_background(self) -> bool:
+        """Training must give the model the game's background (``attend: changed``)."""
+        return self.attend == "changed"
+
     def __post_init__(self):
-        for key, valid in (("decoder", DECODERS), ("background", BACKGROUNDS)):
+        for key, valid in (
+            ("decoder", DECODERS),
+            ("background", BACKGROUNDS),
+            ("attend", ATTENDS),
+        ):
             if getattr(self, key) not in valid:
                 raise ValueError(
                     f"SlotConfig.{key} must be one of {valid}, not {getattr(self, key)!r}"

@@ -87,7 +87,11 @@ class SlotAttention(nn.Module):
             nn.Linear(d, cfg.mlp_hidden), nn.ReLU(inplace=True), nn.Linear(cfg.mlp_hidden, d)
         )
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, tokens: torch.Tensor, token_weights=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``token_weights`` (B,N) in [0,1]: how much each token counts in the slots' updates
+        (None: all fully)."""
         B, _, D = tokens.shape
         tokens = self.norm_tokens(tokens)
         k, v = self.to_k(tokens), self.to_v(tokens)  # (B,N,D)
@@ -95,6 +99,8 @@ class SlotAttention(nn.Module):
         for _ in range(self.iterations):
             q = self.to_q(self.norm_slots(slots))
             attn = torch.einsum("bkd,bnd->bkn", q, k).mul(D**-0.5).softmax(dim=1)  # (B,K,N)
+            if token_weights is not None:
+                attn = attn * token_weights[:, None]
             weights = (attn + self.eps) / (attn + self.eps).sum(-1, keepdim=True)
             updates = torch.einsum("bkn,bnd->bkd", weights, v)
             slots = self.gru(updates.reshape(-1, D), slots.reshape(-1, D)).view(B, -1, D)
@@ -184,8 +190,49 @@ class SlotAttentionModel(nn.Module):
             self.background_logits = nn.Parameter(torch.zeros(3, size, size))  # sigmoid -> RGB
             # starts level with each slot, so a slot's mask is not held near 0 from the start
             self.background_mask_logit = nn.Parameter(torch.tensor(0.0))
+        if config.needs_background:
+            # the game's background, (K,3,H,W) in [0,1]: set_background, or the checkpoint
+            self.register_buffer("reference", torch.zeros(0, 3, config.img_size, config.img_size))
         self.channel_order = "rgb"
         self.game, self.labels, self.step = None, None, None
+
+    @property
+    def needs_background(self) -> bool:
+        """Whether training must give the model the game's background (``set_background``)."""
+        return self.config.needs_background
+
+    @torch.no_grad()
+    def set_background(self, looks) -> None:
+        """The game's background at the model's image size, (K,H,W,3) or (H,W,3) uint8 RGB (each
+        look as ``spacemoc.data.preprocess`` resizes frames): the tokens that differ from every
+        look are the ones the slots attend to (``SlotConfig.attend``)."""
+        looks = torch.as_tensor(looks)
+        looks = looks[None] if looks.ndim == 3 else looks
+        size = self.config.img_size
+        if looks.ndim != 4 or tuple(looks.shape[1:]) != (size, size, 3):
+            raise ValueError(
+                f"background looks must be (K,{size},{size},3), not {tuple(looks.shape)}"
+            )
+        self.reference = looks.permute(0, 3, 1, 2).float().div(255).to(self.reference.device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if self.needs_background and "reference" in state_dict:
+            self.reference = torch.zeros_like(state_dict["reference"])  # its number of looks
+        return super().load_state_dict(state_dict, strict, assign)
+
+    def changed_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) -> (B,N) 1.0 where a token holds a pixel off every look of the background
+        by more than ``changed_threshold`` in a channel, else 0.0."""
+        if len(self.reference) == 0:
+            raise ValueError(
+                "this slot model attends to the tokens that differ from the game's background "
+                "(slot.attend: changed) but holds no background: train it with one "
+                "(`spacemoc train --background results/<game>/background.npy`; the workflow "
+                "passes it)"
+            )
+        amount = (images[:, None] - self.reference[None]).abs().amax(2).amin(1)  # (B,H,W)
+        changed = (amount > self.config.changed_threshold).to(images.dtype)[:, None]
+        return nn.functional.max_pool2d(changed, self.config.token_stride).flatten(1)
 
     @property
     def num_objects(self) -> int:
@@ -199,17 +246,24 @@ class SlotAttentionModel(nn.Module):
 
     @torch.no_grad()
     def initialise_background(self, images: torch.Tensor) -> None:
-        """Start the learned background at the per-pixel median of ``images`` (B,3,H,W): the
-        backdrop where objects come and go, so the slots need not first explain the whole
-        frame while it is learned."""
-        median = images.median(dim=0).values.clamp(0.02, 0.98)
-        self.background_logits.copy_(torch.logit(median))
+        """Start the learned background at the game's background (its first look) where the
+        model holds one, else at the per-pixel median of ``images`` (B,3,H,W): the backdrop
+        where objects come and go, so the slots need not first explain the whole frame while
+        it is learned."""
+        if self.needs_background and len(self.reference):
+            start = self.reference[0]
+        else:
+            start = images.median(dim=0).values
+        self.background_logits.copy_(torch.logit(start.clamp(0.02, 0.98)))
 
     def forward(self, images: torch.Tensor) -> dict:
         """images (B,3,H,W) in [0,1] -> the object slots (B,K,D), their rgb (B,K,3,H,W) and
         masks (B,K,H,W) (softmax over the slots and the background), reconstruction (B,3,H,W)."""
         B = images.shape[0]
-        slots, attention = self.slot_attention(self.encoder(images))  # (B,Q,D), (B,Q,N)
+        token_weights = self.changed_tokens(images) if self.needs_background else None  # (B,N)
+        slots, attention = self.slot_attention(self.encoder(images), token_weights)
+        if token_weights is not None:
+            attention = attention * token_weights[:, None]  # centres from the attended tokens
         if self.learned_background:
             slots, attention = slots[:, 1:], attention[:, 1:]  # (B,K,D), (B,K,N)
         if isinstance(self.decoder, RelativeDecoder):
