@@ -91,7 +91,7 @@ class SlotAttention(nn.Module):
         self, tokens: torch.Tensor, token_weights=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``token_weights`` (B,N) in [0,1]: how much each token counts in the slots' updates
-        (None: all fully)."""
+        (None: all fully); the returned attention is weighted by them too."""
         B, _, D = tokens.shape
         tokens = self.norm_tokens(tokens)
         k, v = self.to_k(tokens), self.to_v(tokens)  # (B,N,D)
@@ -222,7 +222,8 @@ class SlotAttentionModel(nn.Module):
 
     def changed_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) -> (B,N) 1.0 where a token holds a pixel off every look of the background
-        by more than ``changed_threshold`` in a channel, else 0.0."""
+        by more than ``changed_threshold`` in a channel, else 0.0 (the rule of
+        ``spacemoc.data.motion.changed_amount``, on the model's tensors)."""
         if len(self.reference) == 0:
             raise ValueError(
                 "this slot model attends to the tokens that differ from the game's background "
@@ -262,8 +263,6 @@ class SlotAttentionModel(nn.Module):
         B = images.shape[0]
         token_weights = self.changed_tokens(images) if self.needs_background else None  # (B,N)
         slots, attention = self.slot_attention(self.encoder(images), token_weights)
-        if token_weights is not None:
-            attention = attention * token_weights[:, None]  # centres from the attended tokens
         if self.learned_background:
             slots, attention = slots[:, 1:], attention[:, 1:]  # (B,K,D), (B,K,N)
         if isinstance(self.decoder, RelativeDecoder):
