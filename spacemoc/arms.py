@@ -21,8 +21,11 @@ BUILTIN_ARMS: dict[str, dict] = {
     "space_m": {"family": "space", "moc": {"area_object_weight": 0.0}},
     # SPACE + MOC: motion loss and object continuity at the game table's weights
     "space_moc": {"family": "space"},
-    # Slot Attention alone (reconstruction only)
-    "slot": {"family": "slot", "slot_moc": {"motion_weight": 0.0, "continuity_weight": 0.0}},
+    # Slot Attention alone: no motion loss, no continuity, no weighting by the motion map
+    "slot": {
+        "family": "slot",
+        "slot_moc": {"motion_weight": 0.0, "continuity_weight": 0.0, "foreground_weight": 0.0},
+    },
     # Slot Attention + MOC for slots (spacemoc.models.slot.losses)
     "slot_moc": {"family": "slot"},
 }

@@ -113,7 +113,7 @@ def test_continuity_loss_is_lower_for_the_same_object_than_for_another():
 
 def test_infer_is_deterministic_and_gives_one_box_per_slot():
     torch.manual_seed(0)
-    model = SlotAttentionModel(SlotConfig()).eval()
+    model = SlotAttentionModel(SlotConfig(attend="all")).eval()
     images = torch.rand(3, 3, 128, 128)
     a, b = model.infer(images), model.infer(images[:1])
     assert a["z_pres_prob"].shape == (3, 10) and a["z_where"].shape == (3, 10, 4)
@@ -142,7 +142,14 @@ def test_slot_moc_trains_checkpoints_and_resumes_exactly(pong_t2, tmp_path):
     config = arm_config(
         validate_config(
             {
-                "model": {"slot": {"num_slots": 4, "enc_channels": 16, "dec_channels": 16}},
+                "model": {
+                    "slot": {
+                        "num_slots": 4,
+                        "enc_channels": 16,
+                        "dec_channels": 16,
+                        "attend": "all",
+                    }
+                },
                 "train": {"steps": 3, "batch_size": 1, "checkpoint_every": 2, "log_every": 1},
             }
         ),
@@ -183,7 +190,8 @@ def test_slot_config_keys_are_checked():
     with pytest.raises(ValueError, match="unknown SlotConfig key"):
         validate_config({"models": ["slot"], "model": {"slot": {"slots": 3}}})
     assert SlotMocConfig.from_dict({"lr": 1e-3}).lr == 1e-3
-    assert arm_config(validate_config({}), "slot")["model"]["slot_moc"]["motion_weight"] == 0.0
+    plain = arm_config(validate_config({}), "slot")["model"]["slot_moc"]
+    assert plain["motion_weight"] == plain["continuity_weight"] == plain["foreground_weight"] == 0
 
 
 def _grey_look(size=128):
@@ -222,8 +230,8 @@ def test_attend_changed_keeps_its_background_in_the_weights():
     images = torch.rand(2, 3, 128, 128)
     torch.testing.assert_close(loaded.infer(images)["z_what"], trained.infer(images)["z_what"])
     assert (
-        not SlotConfig().needs_background
-        and "reference" not in SlotAttentionModel(SlotConfig()).state_dict()
+        not SlotConfig(attend="all").needs_background
+        and "reference" not in SlotAttentionModel(SlotConfig(attend="all")).state_dict()
     )
 
 
@@ -239,7 +247,9 @@ def test_attend_changed_trains_with_the_games_background(pong_t2, tmp_path):
         "slot_moc",
     )
     assert needs_background("pong", config)
-    assert not needs_background("pong", arm_config(validate_config({}), "slot_moc"))
+    assert needs_background("pong", arm_config(validate_config({}), "slot"))  # the default
+    every_token = validate_config({"model": {"slot": {"attend": "all"}}})
+    assert not needs_background("pong", arm_config(every_token, "slot_moc"))
     with pytest.raises(ValueError, match="needs the game's background"):
         train(pong_t2, tmp_path / "none", game="pong", config=config, device="cpu")
     background = Path(pong_t2).parent / "background.png"

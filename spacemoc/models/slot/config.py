@@ -35,7 +35,7 @@ class SlotConfig(DictConfig):
     # background (the workflow's background.npy, every look) by more than changed_threshold in a
     # channel, so a few object tokens are not outweighed by thousands of backdrop tokens; the
     # model keeps the background for inference. "all": every token.
-    attend: str = "all"
+    attend: str = "changed"
     changed_threshold: float = 0.1
     # A slot is an object when its mask (> mask_threshold) covers min_pixels to max_fraction of
     # the image: the slots that take the background cover more.
@@ -75,18 +75,24 @@ class SlotMocConfig(DictConfig):
     total = reconstruction + (1 - λ)·motion_weight·motion + λ·continuity_weight·continuity, λ
     rising linearly from 0 at ``schedule_start_step`` to 1 at ``schedule_end_step``."""
 
-    motion_weight: float = 1.0
+    # small: at 1 the motion loss drew every slot over the motion windows, at 0.5 it slowed the
+    # slots down (docs/slot.md, tries 6 and 13)
+    motion_weight: float = 0.05
     # The reconstruction weight of the moving pixels (the dataset's motion map) is
     # 1 + foreground_weight; 0: a plain MSE.
-    foreground_weight: float = 0.0
+    foreground_weight: float = 100.0
     continuity_weight: float = 0.1
     # Slots t and t+1 are one object when their mask centres are closer than this (pixels of
     # the model's image); continuity pulls their encodings together, others apart.
     continuity_radius: float = 8.0
     # pixels around a motion box where the motion loss compares a slot's mask with the motion
     motion_margin: int = 2
-    schedule_start_step: int = 0
-    schedule_end_step: int = 1000
+    # times train.anneal_scale (0.3 by default): continuity starts at step 1,020, once the slots
+    # have found the objects (about step 1,000 on Pong), and would take over at step 3,000
+    schedule_start_step: int = 3400
+    schedule_end_step: int = 10000
     lr: float = 4.0e-4  # Adam
-    background_lr: float = 1.0e-2  # Adam, the learned background image (SlotConfig.background)
+    # Adam, the learned background image (SlotConfig.background); 0 keeps the game's background
+    # it starts from (a trained one learned the paddles' columns: docs/slot.md, try 11)
+    background_lr: float = 0.0
     warmup_steps: int = 100  # linear learning-rate warm-up
