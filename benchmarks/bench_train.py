@@ -71,9 +71,10 @@ def variant_settings(variant: str) -> tuple[str, str]:
     return compositing, {"": "float32", "bf16": "bfloat16"}[precision]
 
 
-def setup(data: str, variant: str, batch: int, threads: int):
+def setup(data: str, background: str, variant: str, batch: int, threads: int):
     """One training step of ``variant`` on ``batch`` sequences of ``data``, as the training stage
-    runs it (the family's trainer; SPACE variants are the space_moc arm)."""
+    runs it (the family's trainer; SPACE variants are the space_moc arm). ``background``: the
+    game's background file, for a model that attends to what differs from it (the slot family)."""
     import torch
 
     from spacemoc.arms import arm_config
@@ -81,7 +82,7 @@ def setup(data: str, variant: str, batch: int, threads: int):
     from spacemoc.data import AtariDataset, collate
     from spacemoc.models import get_family
     from spacemoc.rng import seed_everything
-    from spacemoc.stages.train import build_configs
+    from spacemoc.stages.train import background_looks_for_model, build_configs
 
     torch.set_num_threads(threads)
     seed_everything(0)
@@ -94,6 +95,8 @@ def setup(data: str, variant: str, batch: int, threads: int):
     dataset = AtariDataset(data, grid_size=model_cfg.G)
     batch_data = collate([dataset[i % len(dataset)] for i in range(batch)])
     model = family.model(model_cfg)
+    if getattr(model_cfg, "needs_background", False):  # the slot family's default
+        model.set_background(background_looks_for_model(background, "pong"))
     model.train()
     trainer = family.trainer(model, loss_cfg, config["train"])
 
@@ -105,7 +108,7 @@ def setup(data: str, variant: str, batch: int, threads: int):
 
 
 def child(args) -> None:
-    step, frames = setup(args.data, args.variant, args.batch, args.threads)
+    step, frames = setup(args.data, args.background, args.variant, args.batch, args.threads)
     baseline = peak_rss_mb()
     for i in range(args.warmup):
         step(i)
@@ -142,7 +145,7 @@ def median_run(runs: list[dict]) -> dict:
 def profile(args) -> None:
     import torch
 
-    step, frames = setup(args.data, args.variant, 1, args.threads)
+    step, frames = setup(args.data, args.background, args.variant, 1, args.threads)
     step(0)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(1)
@@ -153,6 +156,11 @@ def profile(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="dataset file (default: generate 8 Pong samples)")
+    parser.add_argument(
+        "--background",
+        help="the game's background (default: results/{game}/background.npy beside --data's "
+        "folder, or the generated one); the slot arms attend to what differs from it",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=2, help="sequences per step (T=4 each)")
@@ -177,6 +185,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         if args.data is None:
             args.data = str(make_pong_data(Path(tmp)))
+            args.background = str(Path(tmp) / "background.png")
+        elif args.background is None:  # the workflow's layout: results/{game}/data/{split}.h5
+            args.background = str(Path(args.data).parents[1] / "background.npy")
         if args.profile:
             for variant in args.variants:
                 args.variant = variant
@@ -186,6 +197,7 @@ def main() -> None:
         for variant in args.variants:
             cmd = [
                 sys.executable, __file__, "--child", "--variant", variant, "--data", args.data,
+                "--background", args.background,
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--batch", str(args.batch), "--threads", str(args.threads),
             ]  # fmt: skip
