@@ -264,8 +264,21 @@ def test_classifier_for_another_game_and_empty_split_are_refused(stage, tmp_path
         compute_latents(stage["model"], empty, tmp_path / "lat.h5", model=FakeModel())
 
 
+def tiny_checkpoint(family: str, path):
+    """A small untrained model of ``family`` saved as a full checkpoint."""
+    import torch
+
+    from spacemoc.models import get_family, save_checkpoint
+
+    torch.manual_seed(0)
+    config = {"space": {"G": 4}, "slot": {"num_slots": 3, "enc_channels": 8, "attend": "all"}}
+    kind = get_family(family)
+    model = kind.model(kind.config.from_dict(config[family]))
+    return save_checkpoint(path, model, game="pong", labels=get_game("pong").labels, step=0)
+
+
 def test_plots_are_written(stage, tmp_path):
-    from spacemoc.stages.plots import make_plots
+    from spacemoc.stages.plots import PLOTS, make_plots
 
     curves = tmp_path / "train_curves.csv"
     curves.write_text("step,loss,kl\n1,3.0,1.0\n2,2.0,0.5\n3,1.5,0.4\n")
@@ -274,11 +287,31 @@ def test_plots_are_written(stage, tmp_path):
         stage["data_test"],
         stage["classifier"],
         curves,
+        tiny_checkpoint("slot", tmp_path / "model.pt"),
         tmp_path / "plots",
         n_frames=2,
     )
+    assert tuple(outputs) == PLOTS
     for path in outputs.values():
         assert path.stat().st_size > 1000, path
+
+
+@pytest.mark.parametrize("family", ["space", "slot"])
+def test_model_view_draws_every_panel_of_either_family(stage, tmp_path, family):
+    import matplotlib.image
+    import torch
+
+    from spacemoc.models import load_checkpoint
+    from spacemoc.stages.plots import plot_model_view
+
+    model_path = tiny_checkpoint(family, tmp_path / "model.pt")
+    panels = load_checkpoint(model_path).eval().view(torch.rand(2, 3, 128, 128))
+    assert len(panels) >= 2
+    for panel in panels.values():
+        assert panel.shape == (2, 3, 128, 128) and 0 <= panel.min() and panel.max() <= 1
+    path = plot_model_view(model_path, stage["data_test"], tmp_path / "view.png", n_frames=2)
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > height  # one row per frame, one column per panel beside the input
 
 
 def test_dry_run_of_the_summary_shows_one_chain_per_game_and_seed(tmp_path):

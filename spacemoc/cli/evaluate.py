@@ -178,6 +178,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="the test split")
     p.add_argument("--classifier", required=True, type=Path, help="classifier.npz")
     p.add_argument("--curves", required=True, type=Path, help="train_curves.csv")
+    p.add_argument("--model", required=True, type=Path, help="the full checkpoint (model.pt)")
     p.add_argument("--out", required=True, type=Path, help="folder for the PNG files")
     p.add_argument("--frames", type=int, default=8, help="test frames to draw (default 8)")
     p.set_defaults(func=_plots)
@@ -298,11 +299,17 @@ def _results_table(args) -> None:
 
 
 def _plots(args) -> None:
-    """Detections on test frames, precision-recall curves, z_what PCA, training curves and the
-    detection + classification confusion matrix."""
+    """Detections on test frames, what the model draws on them, precision-recall curves, z_what
+    PCA, training curves and the detection + classification confusion matrix."""
     from spacemoc.stages.plots import make_plots
 
     for path in make_plots(
-        args.latents, args.data, args.classifier, args.curves, args.out, n_frames=args.frames
+        args.latents,
+        args.data,
+        args.classifier,
+        args.curves,
+        args.model,
+        args.out,
+        n_frames=args.frames,
     ).values():
         print(f"wrote {path}")

@@ -25,7 +25,8 @@ class Family:
       table < ``config["model"]`` < ``config["game_overrides"][game]``).
     * ``model(config)``: an ``nn.Module`` with ``family`` (this name), ``config``,
       ``channel_order``, ``game``, ``labels``, ``step``, ``num_objects`` and
-      ``infer(images, *, threshold, present_only, box_readout) -> dict`` (docs/design.md).
+      ``infer(images, *, threshold, present_only, box_readout) -> dict`` (docs/design.md) and
+      ``view(images) -> {panel: (B,3,H,W) in [0,1]}`` (what it draws, for pictures).
     * ``trainer(model, loss_config, train_section)``: owns the optimisers and the losses;
       ``step(batch, step) -> logs`` (one optimisation step), ``state_dict()`` /
       ``load_state_dict()`` (exact resume), ``curve_row(logs, images, timings)``,

@@ -1,5 +1,6 @@
-"""Figures of one trained model: detections on test frames, precision-recall curves, a 2-D PCA of
-the encodings, the training curves and the joint detection + classification confusion matrix."""
+"""Figures of one trained model: detections on test frames, what the model draws on them (its
+``view``: reconstruction, slot masks or foreground), precision-recall curves, a 2-D PCA of the
+encodings, the training curves and the joint detection + classification confusion matrix."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from spacemoc.atomic import atomic_path
 from spacemoc.files import open_h5
 
-PLOTS = ("detections", "pr_curve", "latent_pca", "train_curves", "confusion")
+PLOTS = ("detections", "model_view", "pr_curve", "latent_pca", "train_curves", "confusion")
 
 
 def _pyplot():
@@ -52,6 +53,49 @@ def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path,
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="red", lw=1, ls="--"))
             ax.text(x, y - 1, label_names[label], color="red", fontsize=6)
     fig.suptitle(title or "test frames: predictions (red) and ground truth (green)")
+    return _save(fig, path)
+
+
+def plot_model_view(model_path, data_path, path, n_frames: int = 4, threshold: float = 0.5):
+    """The first frame of the first ``n_frames`` samples of ``data_path``, one row each: the
+    input with the model's present objects (boxes of ``infer``, alpha readout), then every panel
+    of the model's ``view`` (the slot family: reconstruction and slot masks; SPACE: reconstruction,
+    background, foreground). The full checkpoint (``model.pt``), on the CPU."""
+    import torch
+
+    from spacemoc.geometry import z_where_to_boxes
+    from spacemoc.models import load_checkpoint
+    from spacemoc.models.inputs import model_input
+
+    model = load_checkpoint(model_path, map_location="cpu").eval()
+    with open_h5(data_path, "dataset") as f:
+        count = min(n_frames, len(f["frames"]))
+        frames = np.stack([f["frames"][i][0] for i in range(count)])  # (n,H,W,3) uint8
+    x = model_input(frames, model.channel_order, "cpu")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # SPACE's view samples its posterior
+        panels = model.view(x)
+        found = model.infer(x, threshold=threshold, box_readout="alpha")
+    present = found["z_pres_prob"].cpu().numpy() > threshold  # (n,K)
+    where = found["z_where"].cpu().numpy()  # (n,K,4)
+
+    plt = _pyplot()
+    names = ["input, present objects", *panels]
+    fig, axes = plt.subplots(
+        count, len(names), figsize=(2.6 * len(names), 3.2 * count), squeeze=False
+    )
+    for row, image in enumerate(frames):
+        images = [image] + [panel[row].permute(1, 2, 0).cpu().numpy() for panel in panels.values()]
+        for col, (ax, picture) in enumerate(zip(axes[row], images, strict=True)):
+            ax.imshow(picture, extent=(0, 160, 210, 0), aspect="auto", interpolation="nearest")
+            ax.axis("off")
+            if row == 0:
+                ax.set_title(names[col], fontsize=8)
+            if col == 0:
+                for x0, y0, w, h in z_where_to_boxes(where[row][present[row]]):
+                    ax.add_patch(plt.Rectangle((x0, y0), w, h, fill=False, ec="red", lw=1))
+    run = "/".join(Path(model_path).parts[-3:-1])  # results/{game}/{arm}/seed{n}/model.pt
+    fig.suptitle(f"{run}: what the model draws on test frames")
     return _save(fig, path)
 
 
@@ -195,7 +239,13 @@ def plot_confusion(confusion, names, path, title="detection + classification"):
 
 
 def make_plots(
-    latents_path, data_path, classifier_path, train_curves_path, out_dir, n_frames: int = 8
+    latents_path,
+    data_path,
+    classifier_path,
+    train_curves_path,
+    model_path,
+    out_dir,
+    n_frames: int = 8,
 ) -> dict[str, Path]:
     """All figures of one model into ``out_dir``; returns name -> path (names: ``PLOTS``)."""
 
@@ -230,6 +280,10 @@ def make_plots(
         names,
         out_dir / "detections.png",
         title=f"{game_row.name}: predictions (red), ground truth (green)",
+    )
+
+    out["model_view"] = plot_model_view(
+        model_path, data_path, out_dir / "model_view.png", n_frames=min(n_frames, 4)
     )
 
     rel_pred, rel_gt, _, _ = relevant_subset(pred, gt_boxes, gt_labels, lat.game)

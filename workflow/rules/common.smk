@@ -2,6 +2,7 @@
 from spacemoc.arms import known_arms
 from spacemoc.config import classifier_splits
 from spacemoc.games import GAMES, DATA_SPLITS, get_game
+from spacemoc.stages.plots import PLOTS
 
 
 wildcard_constraints:

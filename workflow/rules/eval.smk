@@ -218,6 +218,7 @@ rule plots:
         data="results/{game}/data/test.h5",
         classifier=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/classifier.npz",
         curves=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/train_curves.csv",
+        model=f"results/{{game}}/{{model}}/seed{config['seeds'][0]}/model.pt",
     output:
         **{
             name: report(
@@ -226,13 +227,7 @@ rule plots:
                 category="Figures",
                 subcategory="{game} {model}",
             )
-            for name in (
-                "detections",
-                "pr_curve",
-                "latent_pca",
-                "train_curves",
-                "confusion",
-            )
+            for name in PLOTS
         },
     log:
         "logs/{game}/{model}/plots.log",

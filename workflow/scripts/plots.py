@@ -11,6 +11,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.data,
         snakemake.input.classifier,
         snakemake.input.curves,
+        snakemake.input.model,
         Path(snakemake.output.detections).parent,
         n_frames=snakemake.params.frames,
     )

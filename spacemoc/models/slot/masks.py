@@ -1,4 +1,4 @@
-"""Objects from slot masks: which slots are objects, and their boxes."""
+"""Objects from slot masks: which slots are objects, and their boxes; the masks in colour."""
 
 from __future__ import annotations
 
@@ -43,3 +43,13 @@ def mask_centres(masks: torch.Tensor, threshold: float) -> torch.Tensor:
     x = (on.sum(-2) * xs).sum(-1) / area
     y = (on.sum(-1) * ys).sum(-1) / area
     return torch.stack((x, y), dim=-1)
+
+
+def coloured_masks(masks: torch.Tensor) -> torch.Tensor:
+    """(N,K,H,W) soft masks -> (N,3,H,W): each slot's mask in its own colour."""
+    K = masks.shape[1]
+    hue = torch.arange(K, dtype=torch.float32, device=masks.device) / K
+    colours = torch.stack(
+        [(torch.sin(2 * torch.pi * (hue + shift)) + 1) / 2 for shift in (0.0, 1 / 3, 2 / 3)], 1
+    )  # (K,3)
+    return torch.einsum("nkhw,kc->nchw", masks.float(), colours).clamp(0, 1)

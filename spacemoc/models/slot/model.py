@@ -31,7 +31,7 @@ from torch import nn
 from spacemoc.models.readouts import check_infer_arguments
 
 from .config import SlotConfig
-from .masks import mask_objects
+from .masks import coloured_masks, mask_objects
 
 
 def position_grid(height: int, width: int) -> torch.Tensor:
@@ -286,6 +286,16 @@ class SlotAttentionModel(nn.Module):
             "rgb": rgb,
             "masks": masks,
             "reconstruction": reconstruction,
+        }
+
+    @torch.no_grad()
+    def view(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the model draws, for pictures: images (B,3,H,W) -> {panel: (B,3,H,W) in [0,1]}:
+        the reconstruction and the slot masks, each slot in its own colour."""
+        out = self(images.float())
+        return {
+            "reconstruction": out["reconstruction"].clamp(0, 1),
+            "slot masks": coloured_masks(out["masks"]),
         }
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from .losses import (
     reconstruction_loss,
     slot_centres,
 )
-from .masks import mask_objects
+from .masks import coloured_masks, mask_objects
 
 CURVE_COLUMNS = (
     "step",
@@ -156,13 +156,3 @@ class SlotTrainer:
         reconstruction = out["reconstruction"][index].cpu().clamp(0, 1)
         writer.add_images("train/1-reconstruction", reconstruction, step)
         writer.add_images("train/2-slot_masks", coloured_masks(out["masks"][index].cpu()), step)
-
-
-def coloured_masks(masks: torch.Tensor) -> torch.Tensor:
-    """(N,K,H,W) soft masks -> (N,3,H,W): each slot's mask in its own colour."""
-    K = masks.shape[1]
-    hue = torch.arange(K, dtype=torch.float32) / K
-    colours = torch.stack(
-        [(torch.sin(2 * torch.pi * (hue + shift)) + 1) / 2 for shift in (0.0, 1 / 3, 2 / 3)], 1
-    )  # (K,3)
-    return torch.einsum("nkhw,kc->nchw", masks.float(), colours).clamp(0, 1)

@@ -114,6 +114,19 @@ class Space(nn.Module):
         return loss, log
 
     @torch.no_grad()
+    def view(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the model draws, for pictures: images (B,3,H,W) -> {panel: (B,3,H,W) in [0,1]}:
+        the reconstruction, the background, and the foreground with its alpha (one sample of the
+        posterior at the schedules' end values; seed torch for a repeatable picture)."""
+        _, log = self(images.float())
+        alpha = log["alpha_map"].expand(-1, 3, -1, -1)
+        return {
+            "reconstruction": log["y"].clamp(0, 1),
+            "background": log["bg"].clamp(0, 1),
+            "foreground × alpha": (log["fg"] * alpha).clamp(0, 1),
+        }
+
+    @torch.no_grad()
     def infer(
         self,
         images: torch.Tensor,
