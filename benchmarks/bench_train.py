@@ -17,6 +17,10 @@ alone (equal to ``s/frame`` when every thread is busy all the time and nothing e
 threads busy throughout). ``--repeat 3`` runs each variant in three fresh processes and reports
 the median one, with all three s/step.
 
+Allocator: like every stage's entry point, a step runs with freed memory kept for reuse
+(``spacemoc.devices.reuse_freed_memory``); ``--memory release`` measures glibc's default, which
+hands large blocks back to the kernel and faults them in again every step.
+
 Memory: each variant runs in its own fresh subprocess. The peak resident set size of that process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is read once after the model, optimisers and batch
 are set up (the baseline: interpreter, torch, weights, data) and once after all steps; the
@@ -108,6 +112,10 @@ def setup(data: str, background: str, variant: str, batch: int, threads: int):
 
 
 def child(args) -> None:
+    if args.memory == "reuse":  # as every stage's entry point does (spacemoc.devices.set_threads)
+        from spacemoc.devices import reuse_freed_memory
+
+        reuse_freed_memory()
     step, frames = setup(args.data, args.background, args.variant, args.batch, args.threads)
     baseline = peak_rss_mb()
     for i in range(args.warmup):
@@ -175,6 +183,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per variant, each a fresh process (median)"
     )
+    parser.add_argument(
+        "--memory",
+        choices=("reuse", "release"),
+        default="reuse",
+        help="reuse: freed memory kept for the next step, as the stages run (default); release: "
+        "glibc's default, large blocks handed back to the kernel and faulted in again",
+    )
     parser.add_argument("--profile", action="store_true", help="profile one step instead")
     parser.add_argument("--variant", default="windowed", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -200,6 +215,7 @@ def main() -> None:
                 "--background", args.background,
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--batch", str(args.batch), "--threads", str(args.threads),
+                "--memory", args.memory,
             ]  # fmt: skip
             runs = []
             for _ in range(args.repeat):
@@ -210,8 +226,8 @@ def main() -> None:
             results.append(median_run(runs))
 
     print(
-        f"training step, batch {args.batch} x T=4, {args.threads} threads, median of "
-        f"{args.steps} steps; median of {args.repeat} processes: "
+        f"training step, batch {args.batch} x T=4, {args.threads} threads, memory "
+        f"{args.memory}, median of {args.steps} steps; median of {args.repeat} processes: "
         + "; ".join(f"{r['variant']} {[round(x, 3) for x in r['runs']]} s/step" for r in results)
     )
     header = ("variant", "s/step", "s/frame", "cpu s/frame", "cpu util", "peak MB/frame")
