@@ -263,33 +263,3 @@ def test_attend_changed_trains_with_the_games_background(pong_t2, tmp_path):
     model.initialise_background(torch.rand(4, 3, 128, 128))
     start = torch.sigmoid(model.background_logits)
     torch.testing.assert_close(start, model.reference[0].clamp(0.02, 0.98), rtol=0, atol=1e-5)
-
-
-def test_locality_penalty_keeps_a_far_token_from_a_compact_slot_not_from_a_free_one():
-    from spacemoc.models.slot.model import locality_penalty, position_grid
-
-    grid = position_grid(64, 64)[:, :2]  # (N,2)
-    weights = torch.full((1, 2, 64 * 64), 1.0 / 64**2)  # slot 1: free (uniform weights)
-    weights[0, 0] = 0.0
-    paddle = [row * 64 + 8 for row in range(20, 30)]  # a 1 x 10-token paddle at column 8
-    weights[0, 0, paddle] = 0.1
-    penalty = locality_penalty(weights, grid).view(2, 64, 64)
-    ball = penalty[:, 25, 40]  # a token 32 columns right of the paddle
-    assert penalty[0, 25, 8] < 0.1 and penalty[0, 20, 8] < 2.0  # the paddle's own tokens
-    assert ball[0] > 500  # 32 of the paddle slot's one-token horizontal spreads: 0.5·32²
-    assert penalty[1].max() <= 3.0 + 1e-4  # a free slot is near every token
-    assert ball[1] < 1.0
-
-
-def test_locality_changes_only_the_later_attention_rounds():
-    torch.manual_seed(0)
-    images = torch.rand(2, 3, 128, 128)
-
-    def model(iterations: int, locality: float) -> SlotAttentionModel:
-        torch.manual_seed(1)  # the same weights for every setting
-        config = SlotConfig(num_slots=4, attend="all", iterations=iterations, locality=locality)
-        return SlotAttentionModel(config).eval()
-
-    slots = {key: model(*key)(images)["slots"] for key in ((1, 0.0), (1, 1.0), (3, 0.0), (3, 1.0))}
-    torch.testing.assert_close(slots[1, 1.0], slots[1, 0.0])  # no centres yet in round one
-    assert (slots[3, 1.0] - slots[3, 0.0]).abs().max() > 1e-4

@@ -18,10 +18,6 @@ class SlotConfig(DictConfig):
     num_slots: int = 10
     slot_dim: int = 64  # the encoding a slot gives the classifier
     iterations: int = 3  # attention rounds per frame
-    # From the second attention round on, a token's logit for a slot is lowered by locality x
-    # half its squared distance from the slot's last-round centre, in the slot's spreads: a
-    # small object far from a slot's object goes to a free slot (0: plain Slot Attention)
-    locality: float = 0.0
     enc_channels: int = 32
     token_stride: int = 2  # 128 / 2 = 64 x 64 tokens: Pong's 2x4-pixel ball keeps a token
     # "relative": a per-token MLP of the slot and the token's position relative to the slot's

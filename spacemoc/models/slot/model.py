@@ -25,8 +25,6 @@ Choices for a 2-core CPU and Atari's small objects (docs/model.md, "Slot Attenti
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -81,9 +79,6 @@ class SlotAttention(nn.Module):
     def __init__(self, cfg: SlotConfig, num_queries: int):
         super().__init__()
         d, self.iterations, self.eps = cfg.slot_dim, cfg.iterations, 1e-8
-        self.locality = cfg.locality
-        side = cfg.img_size // cfg.token_stride
-        self.register_buffer("grid", position_grid(side, side)[:, :2], persistent=False)
         self.queries = nn.Parameter(torch.randn(1, num_queries, d) * d**-0.5)
         self.norm_tokens, self.norm_slots, self.norm_mlp = (nn.LayerNorm(d) for _ in range(3))
         self.to_q, self.to_k, self.to_v = (nn.Linear(d, d, bias=False) for _ in range(3))
@@ -101,13 +96,9 @@ class SlotAttention(nn.Module):
         tokens = self.norm_tokens(tokens)
         k, v = self.to_k(tokens), self.to_v(tokens)  # (B,N,D)
         slots = self.queries.expand(B, -1, -1)  # (B,K,D)
-        weights = None
         for _ in range(self.iterations):
             q = self.to_q(self.norm_slots(slots))
-            logits = torch.einsum("bkd,bnd->bkn", q, k).mul(D**-0.5)  # (B,K,N)
-            if self.locality and weights is not None:
-                logits = logits - self.locality * locality_penalty(weights.detach(), self.grid)
-            attn = logits.softmax(dim=1)  # (B,K,N)
+            attn = torch.einsum("bkd,bnd->bkn", q, k).mul(D**-0.5).softmax(dim=1)  # (B,K,N)
             if token_weights is not None:
                 attn = attn * token_weights[:, None]
             weights = (attn + self.eps) / (attn + self.eps).sum(-1, keepdim=True)
@@ -115,18 +106,6 @@ class SlotAttention(nn.Module):
             slots = self.gru(updates.reshape(-1, D), slots.reshape(-1, D)).view(B, -1, D)
             slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attn
-
-
-def locality_penalty(weights: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """weights (B,K,N), each slot's token weights of the last round (summing to 1) -> (B,K,N)
-    half the squared distance of each token from the slot's weighted centre, in units of its
-    weighted spread per axis (at least one token): a slot that holds a paddle is far, in its own
-    units, from a ball across the field, while a slot holding nothing (uniform weights) is near
-    everywhere."""
-    smallest = 1.0 / math.isqrt(grid.shape[0])
-    centre, spread = attention_frames(weights, grid, smallest)  # (B,K,2) each
-    offset = (grid - centre[:, :, None]) / spread[:, :, None]  # (B,K,N,2)
-    return offset.pow(2).sum(-1).mul(0.5)
 
 
 def attention_frames(attention: torch.Tensor, grid: torch.Tensor, smallest: float):
