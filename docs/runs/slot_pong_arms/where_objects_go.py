@@ -41,13 +41,16 @@ def main(model_path: str, data_path: str, samples: int) -> None:
             out = model(item["frames"])  # (T,3,H,W) -> masks (T,K,H,W), attention (T,K,N)
         presence, z_where = mask_objects(out["masks"], cfg)
         for t, rows in enumerate(item["gt"]):
-            spans = {}
-            for row in rows[rows["relevant"] == 1]:
-                ys = token_span(row["y"], row["h"], FRAME_HEIGHT, side, 1)
-                xs = token_span(row["x"], row["w"], FRAME_WIDTH, side, 1)
-                spans[len(spans)] = (row, ys, xs)
+            spans = [  # each relevant object with its pixel rows and columns in the image
+                (
+                    row,
+                    token_span(row["y"], row["h"], FRAME_HEIGHT, side, 1),
+                    token_span(row["x"], row["w"], FRAME_WIDTH, side, 1),
+                )
+                for row in rows[rows["relevant"] == 1]
+            ]
             held = (out["attention"][t] > 0.5).view(-1, grid, grid)  # (K,g,g)
-            for i, (row, ys, xs) in spans.items():
+            for i, (row, ys, xs) in enumerate(spans):
                 name = data.labels[row["label"]]
                 peak = out["masks"][t, :, ys, xs].flatten(1).max(1).values  # (K,)
                 k = int(peak.argmax())
@@ -61,7 +64,7 @@ def main(model_path: str, data_path: str, samples: int) -> None:
                 cx = int((row["x"] + row["w"] / 2) * side / FRAME_WIDTH) // stride
                 owner = int(out["attention"][t, :, cy * grid + cx].argmax())
                 shared = "alone"
-                for j, (other, oys, oxs) in spans.items():
+                for j, (other, oys, oxs) in enumerate(spans):
                     tokens = held[owner, oys.start // stride : oys.stop // stride + 1]
                     if j != i and tokens[:, oxs.start // stride : oxs.stop // stride + 1].any():
                         shared = data.labels[other["label"]]
