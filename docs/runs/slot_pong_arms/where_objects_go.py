@@ -20,10 +20,10 @@ from spacemoc.models import load_checkpoint
 from spacemoc.models.slot.masks import mask_objects
 
 
-def token_span(lo: float, extent: float, frame: int, side: int, stride: int) -> slice:
-    """Frame pixels [lo, lo + extent) -> the model's tokens (at least one) covering them."""
-    start = int(lo * side / frame) // stride
-    return slice(start, max(start + 1, int(np.ceil((lo + extent) * side / frame / stride))))
+def pixel_span(lo: float, extent: float, frame: int, side: int) -> slice:
+    """Frame pixels [lo, lo + extent) -> the model's image pixels (at least one) covering them."""
+    start = int(lo * side / frame)
+    return slice(start, max(start + 1, int(np.ceil((lo + extent) * side / frame))))
 
 
 def main(model_path: str, data_path: str, samples: int) -> None:
@@ -44,8 +44,8 @@ def main(model_path: str, data_path: str, samples: int) -> None:
             spans = [  # each relevant object with its pixel rows and columns in the image
                 (
                     row,
-                    token_span(row["y"], row["h"], FRAME_HEIGHT, side, 1),
-                    token_span(row["x"], row["w"], FRAME_WIDTH, side, 1),
+                    pixel_span(row["y"], row["h"], FRAME_HEIGHT, side),
+                    pixel_span(row["x"], row["w"], FRAME_WIDTH, side),
                 )
                 for row in rows[rows["relevant"] == 1]
             ]
