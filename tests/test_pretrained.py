@@ -10,22 +10,20 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-import spacemoc
 from spacemoc import Detector
 from spacemoc.data.env import RandomAgent, agent_steps, make_env, reset
 from spacemoc.data.rollout import WARMUP_STEPS, runs
 from spacemoc.games import get_game
 from spacemoc.geometry import FRAME_HEIGHT, FRAME_WIDTH
 from spacemoc.metrics import detection_scores, greedy_match, misalignment_matrix, relevant_subset
+from spacemoc.stages.export import PRETRAINED_ROOT, shipped_detectors
 
-PRETRAINED = Path(spacemoc.__file__).parent / "pretrained"
-SHIPPED_GAMES = sorted(p.name for p in PRETRAINED.iterdir() if (p / "detector.pt").exists())
+SHIPPED_GAMES = shipped_detectors()
 FRESH_SEED = 987_654  # the workflow's splits use seeds 0-3 and 100
 WINDOWS = 96  # one frame from each 20-step window: ~270 relevant objects (Pong), ~190 (Boxing)
 MIN_OBJECTS = 150
@@ -35,10 +33,10 @@ PIXELS = np.array([FRAME_WIDTH, FRAME_HEIGHT, FRAME_WIDTH, FRAME_HEIGHT], dtype=
 def shipped_relevant_row(game: str) -> dict:
     """The eval.csv row of the shipped weights: seed 0, relevant objects, of the arm the folder's
     config.yaml names (an eval.csv holds every arm of its experiment)."""
-    with open(PRETRAINED / game / "eval.csv", newline="") as handle:
+    with open(PRETRAINED_ROOT / game / "eval.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["seed"] == "0" and r["subset"] == "relevant"]
     if len({r["model"] for r in rows}) > 1:
-        arms = yaml.safe_load((PRETRAINED / game / "config.yaml").read_text())["models"]
+        arms = yaml.safe_load((PRETRAINED_ROOT / game / "config.yaml").read_text())["models"]
         rows = [r for r in rows if r["model"] == arms[0]]
     (row,) = rows
     return {k: float(v) for k, v in row.items() if k not in ("game", "model", "seed", "subset")}
@@ -90,9 +88,9 @@ def test_pong_and_boxing_are_shipped():
 
 @pytest.mark.parametrize("game", SHIPPED_GAMES)
 def test_shipped_package_is_complete_and_small(game):
-    files = {p.name for p in (PRETRAINED / game).iterdir()}
+    files = {p.name for p in (PRETRAINED_ROOT / game).iterdir()}
     assert {"detector.pt", "classifier.npz", "config.yaml", "eval.csv"} <= files
-    assert (PRETRAINED / game / "detector.pt").stat().st_size <= 12 * 2**20
+    assert (PRETRAINED_ROOT / game / "detector.pt").stat().st_size <= 12 * 2**20
     row = shipped_relevant_row(game)
     assert 0 < row["f_score"] <= 1 and 0 < row["cluster_nn_accuracy"] <= 1
     assert Detector.pretrained(game, device="cpu").game == game
