@@ -75,7 +75,9 @@ def variant_settings(variant: str) -> tuple[str, str]:
     return compositing, {"": "float32", "bf16": "bfloat16"}[precision]
 
 
-def setup(data: str, background: str, variant: str, batch: int, threads: int):
+def setup(
+    data: str, background: str, variant: str, batch: int, threads: int, decode_cells: int = 0
+):
     """One training step of ``variant`` on ``batch`` sequences of ``data``, as the training stage
     runs it (the family's trainer; SPACE variants are the space_moc arm). ``background``: the
     game's background file, for a model that attends to what differs from it (the slot family)."""
@@ -93,7 +95,8 @@ def setup(data: str, background: str, variant: str, batch: int, threads: int):
     compositing, precision = variant_settings(variant)
     train = {"precision": precision, **({"compositing": compositing} if compositing else {})}
     arm = variant if variant in SLOT_ARMS else "space_moc"
-    config = arm_config(validate_config({"train": train}), arm)
+    model = {"space": {"decode_cells": decode_cells}} if arm == "space_moc" else {}
+    config = arm_config(validate_config({"train": train, "model": model}), arm)
     model_cfg, loss_cfg = build_configs("pong", config)
     family = get_family(config["model"]["family"])
     dataset = AtariDataset(data, grid_size=model_cfg.G)
@@ -116,7 +119,9 @@ def child(args) -> None:
         from spacemoc.devices import reuse_freed_memory
 
         reuse_freed_memory()
-    step, frames = setup(args.data, args.background, args.variant, args.batch, args.threads)
+    step, frames = setup(
+        args.data, args.background, args.variant, args.batch, args.threads, args.decode_cells
+    )
     baseline = peak_rss_mb()
     for i in range(args.warmup):
         step(i)
@@ -153,7 +158,9 @@ def median_run(runs: list[dict]) -> dict:
 def profile(args) -> None:
     import torch
 
-    step, frames = setup(args.data, args.background, args.variant, 1, args.threads)
+    step, frames = setup(
+        args.data, args.background, args.variant, 1, args.threads, args.decode_cells
+    )
     step(0)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(1)
@@ -190,6 +197,12 @@ def main() -> None:
         help="reuse: freed memory kept for the next step, as the stages run (default); release: "
         "glibc's default, large blocks handed back to the kernel and faulted in again",
     )
+    parser.add_argument(
+        "--decode-cells",
+        type=int,
+        default=0,
+        help="SPACE variants: glimpses decoded per frame (model.space.decode_cells; 0: all 256)",
+    )
     parser.add_argument("--profile", action="store_true", help="profile one step instead")
     parser.add_argument("--variant", default="windowed", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -215,7 +228,7 @@ def main() -> None:
                 "--background", args.background,
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--batch", str(args.batch), "--threads", str(args.threads),
-                "--memory", args.memory,
+                "--memory", args.memory, "--decode-cells", str(args.decode_cells),
             ]  # fmt: skip
             runs = []
             for _ in range(args.repeat):
@@ -227,7 +240,8 @@ def main() -> None:
 
     print(
         f"training step, batch {args.batch} x T=4, {args.threads} threads, memory "
-        f"{args.memory}, median of {args.steps} steps; median of {args.repeat} processes: "
+        f"{args.memory}, decode_cells {args.decode_cells or 'all'}, median of {args.steps} "
+        f"steps; median of {args.repeat} processes: "
         + "; ".join(f"{r['variant']} {[round(x, 3) for x in r['runs']]} s/step" for r in results)
     )
     header = ("variant", "s/step", "s/frame", "cpu s/frame", "cpu util", "peak MB/frame")

@@ -53,6 +53,10 @@ class SpaceConfig:
     # ours
     compositing: str = "windowed"  # "dense" renders every glimpse at full resolution (reference)
     motion_input: bool = False  # extra motion channel for the z_pres head (false in every yaml)
+    # glimpses encoded and decoded per frame by forward (training; infer is unaffected): the most
+    # present cells plus a quarter drawn at random from the rest, the other cells drawing nothing.
+    # 0: every cell (the reference)
+    decode_cells: int = 0
 
     def __post_init__(self):
         if self.G not in (4, 8, 16):
@@ -75,6 +79,10 @@ class SpaceConfig:
                 "SpaceConfig.glimpse_size must be 32 (the z_what encoder assumes it), "
                 f"got {self.glimpse_size}"
             )
+        if self.decode_cells < 0:
+            raise ValueError(f"SpaceConfig.decode_cells must be >= 0, got {self.decode_cells}")
+        if self.decode_cells and self.compositing != "windowed":
+            raise ValueError("SpaceConfig.decode_cells needs compositing: windowed")
         if self.K < 1:
             raise ValueError(f"SpaceConfig.K must be >= 1, got {self.K}")
 

@@ -53,6 +53,20 @@ def bernoulli_kl(q_prob, p_prob, eps=1e-15):
     )
 
 
+def cells_to_decode(z_pres_logits: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` cells of each image whose glimpses a training step decodes: (B, N) presence
+    logits -> (B, count) cell indices. Three quarters are the most present cells (every object
+    of a trained model: Pong and Boxing have at most 10 cells above 0.5); the rest are drawn
+    uniformly from the other cells (torch's RNG), so that every cell is now and then rendered
+    and its presence learns from the reconstruction."""
+    explore = count // 4
+    top = z_pres_logits.topk(count - explore, dim=1).indices  # (B, count - explore)
+    if explore == 0:
+        return top
+    draw = torch.rand_like(z_pres_logits).scatter(1, top, -1.0)  # the top cells never drawn again
+    return torch.cat((top, draw.topk(explore, dim=1).indices), dim=1)
+
+
 class ImgEncoderFg(nn.Module):
     """(B, 3, 128, 128) -> per-cell posterior parameters on the G x G grid."""
 
@@ -203,13 +217,13 @@ class SpaceFg(nn.Module):
             return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
         return torch.cat(outs)
 
-    def _composite_windowed(self, y_att, alpha_att_hat, z_depth, z_where, H, W):
+    def _composite_windowed(self, y_att, alpha_att_hat, z_depth, z_where, H, W, n_cells):
         """composite_windowed; with ``recompute``, over chunks of whole images, each recomputed in
         backward (images composite independently, so chunks give the same result). A chunk holds
         at most RECOMPUTE_WINDOW_PIXELS rendered pixels: small boxes (a trained model) composite
         the whole batch in one call, the large boxes of a fresh model a few images at a time."""
         if not (self.recompute and torch.is_grad_enabled() and y_att.requires_grad):
-            return composite_windowed(y_att, alpha_att_hat, z_depth, z_where, H, W)
+            return composite_windowed(y_att, alpha_att_hat, z_depth, z_where, H, W, n_cells)
         B, N = z_where.shape[:2]
         pixels = window_pixels(z_where, y_att.shape[-1], H, W).tolist()
         bounds, start, total = [], 0, 0
@@ -228,6 +242,7 @@ class SpaceFg(nn.Module):
                 z_where[a:b],
                 H,
                 W,
+                n_cells,
                 use_reentrant=False,
             )
             for a, b in bounds
@@ -286,20 +301,34 @@ class SpaceFg(nn.Module):
         z_shift = self.img_encoder.shift_to_centre(z_shift_raw)
         z_where = torch.cat((z_scale, z_shift), dim=-1)  # (B, N, 4)
 
-        glimpses = extract_glimpses(x[:, :3], z_where, cfg.glimpse_size)  # (B*N, 3, g, g)
-        z_what_loc, z_what_scale = self._run(self.z_what_net, glimpses)  # (B*N, D)
-        z_what = Normal(z_what_loc, z_what_scale, validate_args=False).rsample()
-        o_att, alpha_att = self._run(self.glimpse_dec, z_what)
-        alpha_att_hat = alpha_att * z_pres.view(B * N, 1, 1, 1)
+        # the cells whose glimpses are encoded and decoded: all, or decode_cells of each image
+        cells = None
+        if 0 < cfg.decode_cells < N:
+            cells = cells_to_decode(z_pres_logits.detach().squeeze(-1), cfg.decode_cells)  # (B,K)
+        K = N if cells is None else cells.shape[1]
+
+        def decoded(t):  # (B, N, C) -> (B, K, C)
+            return t if cells is None else t.gather(1, cells[..., None].expand(-1, -1, t.shape[-1]))
+
+        z_where_k, z_depth_k = decoded(z_where), decoded(z_depth)
+        glimpses = extract_glimpses(x[:, :3], z_where_k, cfg.glimpse_size)  # (B*K, 3, g, g)
+        z_what_loc, z_what_scale = self._run(self.z_what_net, glimpses)  # (B*K, D)
+        z_what_k = Normal(z_what_loc, z_what_scale, validate_args=False).rsample()
+        o_att, alpha_att = self._run(self.glimpse_dec, z_what_k)
+        alpha_att_hat = alpha_att * decoded(z_pres).view(B * K, 1, 1, 1)
         y_att = alpha_att_hat * o_att
 
         mode = compositing or cfg.compositing
         if mode == "dense":
+            if cells is not None:
+                raise ValueError("decode_cells needs windowed compositing, not dense")
             fg, alpha_map, importance_norm = composite_dense(
                 y_att, alpha_att_hat, z_depth, z_where, H, W
             )
         elif mode == "windowed":
-            fg, alpha_map = self._composite_windowed(y_att, alpha_att_hat, z_depth, z_where, H, W)
+            fg, alpha_map = self._composite_windowed(
+                y_att, alpha_att_hat, z_depth_k, z_where_k, H, W, N
+            )
             importance_norm = None
         else:
             raise ValueError(f"compositing must be 'windowed' or 'dense', got {mode!r}")
@@ -317,9 +346,9 @@ class SpaceFg(nn.Module):
             cfg.z_scale_std_value,
         )
         kl_z_shift = normal_kl(post["z_shift_loc"], post["z_shift_scale"], 0.0, 1.0)
-        kl_z_what = normal_kl(
-            z_what_loc.view(B, N, -1),
-            z_what_scale.view(B, N, -1),
+        kl_z_what = normal_kl(  # the decoded cells': the others have no z_what posterior
+            z_what_loc.view(B, K, -1),
+            z_what_scale.view(B, K, -1),
             self.prior_what_mean,
             self.prior_what_std,
         )
@@ -334,7 +363,11 @@ class SpaceFg(nn.Module):
             -((x[:, :3] - fg) ** 2) / (2 * cfg.fg_sigma**2) - math.log(cfg.fg_sigma) - HALF_LOG_2PI
         )
 
-        z_what = z_what.view(B, N, -1)
+        z_what = z_what_k.view(B, K, -1)
+        if cells is not None:  # zero for the cells not decoded
+            z_what = z_what.new_zeros(B, N, z_what.shape[-1]).scatter(
+                1, cells[..., None].expand(-1, -1, z_what.shape[-1]), z_what
+            )
         log = {
             "fg": fg,
             "z_what": z_what,
@@ -347,6 +380,10 @@ class SpaceFg(nn.Module):
             "z_pres_prob": z_pres_prob,
             "z_pres_prob_pure": z_pres_prob,
             "prior_z_pres_prob": self.prior_z_pres_prob.detach().clone().unsqueeze(0),
+            # (B, K) the cells whose glimpses o_att / alpha_att(_hat) hold, (B*K, C, g, g)
+            "decoded_cells": torch.arange(N, device=x.device).expand(B, N)
+            if cells is None
+            else cells,
             "o_att": o_att,
             "alpha_att_hat": alpha_att_hat,
             "alpha_att": alpha_att,

@@ -168,11 +168,12 @@ def window_pixels(z_where: torch.Tensor, glimpse_size: int, height: int, width: 
     return (_ladder_size(ey, height) * _ladder_size(ex, width)).view(B, N).sum(1)
 
 
-def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width):
+def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width, n_cells=None):
     """Same result as composite_dense (within float rounding) without full-resolution glimpses.
 
     y_att (B*N,3,g,g), alpha_att_hat (B*N,1,g,g), z_depth (B,N,1), z_where (B,N,4)
-    -> fg (B,3,H,W), alpha_map (B,1,H,W).
+    -> fg (B,3,H,W), alpha_map (B,1,H,W). ``n_cells`` (default N): the cells of the softmax,
+    when the N given are a subset of the grid and the others draw nothing (logit 0 everywhere).
 
     Each cell is rendered inside its own window (its box's pixel range, rounded up to
     WINDOW_LADDER); cells with equal window shapes share one grid_sample call. Per-pixel sums over
@@ -251,7 +252,7 @@ def composite_windowed(y_att, alpha_att_hat, z_depth, z_where, height, width):
     excess = torch.where(
         importance > 1.0, weight - base_win, base_win * torch.expm1(importance.clamp(max=1.0))
     )
-    denom = (N * base).index_add(0, index, excess)  # (B*H*W,)
+    denom = ((n_cells or N) * base).index_add(0, index, excess)  # (B*H*W,)
     numer = importance.new_zeros(B * HW, 4).index_add(0, index, rendered[:, :4] * weight[:, None])
     out = (numer / denom[:, None]).view(B, height, width, 4).permute(0, 3, 1, 2)
     return out[:, :3], out[:, 3:]
