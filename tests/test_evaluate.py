@@ -470,3 +470,21 @@ def test_results_table_gives_mean_and_std_per_arm_beside_the_published_figures(t
     assert "| space | 1 | 0.500 |" in lines["| space"]
     assert "| bgsub | - | 0.700 |" in lines["| bgsub"]
     assert "0.928 ± 0.013" in lines["| published SPACE+MOC (GPU)"]
+
+
+def test_time_to_quality_draws_curves_and_points(tmp_path):
+    import matplotlib.image
+
+    from spacemoc.stages.plots import plot_time_to_quality
+
+    curves = tmp_path / "train_curves.csv"
+    curves.write_text(
+        "step,loss,elapsed_s,val_relevant_f,val_cluster_nn\n"
+        "1,3.0,60,,\n50,2.0,3000,0.5,0.6\n100,1.0,6000,0.9,0.95\n"
+    )
+    points = {"old (test split)": [{"minutes": 150, "val_relevant_f": 0.97}]}
+    path = plot_time_to_quality({"new": curves}, tmp_path / "t.png", points=points)
+    assert matplotlib.image.imread(path).shape[1] > 0
+    (tmp_path / "bare.csv").write_text("step,loss\n1,3.0\n")
+    with pytest.raises(ValueError, match="eval_every"):
+        plot_time_to_quality({"bare": tmp_path / "bare.csv"}, tmp_path / "u.png")

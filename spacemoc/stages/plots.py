@@ -153,10 +153,12 @@ def plot_training_curves(csv_path, path):
     return _save(fig, path)
 
 
-def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"):
+def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality", points=None):
     """Validation relevant F and cluster-NN accuracy (``train.eval_every``) against wall-clock
     minutes of training, one line per run. ``runs``: name -> train_curves.csv; ``targets``:
-    column -> value, drawn as dashed lines. The clock is the curves' ``elapsed_s`` (one
+    column -> value, drawn as dashed lines; ``points``: name -> list of {"minutes", column:
+    value} for figures measured otherwise (e.g. a run without validation: its checkpoints'
+    test-split eval.csv), drawn as markers only. The clock is the curves' ``elapsed_s`` (one
     uninterrupted run: a resumed run's clock restarts)."""
     import pandas as pd
 
@@ -171,6 +173,17 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
         for ax, (column, _) in zip(axes, panels, strict=True):
             rows = df[df[column].notna()]
             ax.plot(rows["elapsed_s"] / 60, rows[column], marker="o", label=name)
+    for name, marks in (points or {}).items():
+        for ax, (column, _) in zip(axes, panels, strict=True):
+            shown = [m for m in marks if m.get(column) is not None]
+            ax.plot(
+                [m["minutes"] for m in shown],
+                [m[column] for m in shown],
+                linestyle="none",
+                marker="s",
+                markersize=8,
+                label=name,
+            )
     for ax, (column, label) in zip(axes, panels, strict=True):
         if targets and column in targets:
             ax.axhline(targets[column], color="grey", linestyle="--", linewidth=1)
