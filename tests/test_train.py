@@ -162,8 +162,10 @@ def stop_after(k):
     return callback
 
 
-def test_kill_and_resume_continues_the_run_exactly(pong_data, tmp_path):
+@pytest.mark.parametrize("decode_cells", [0, 16])  # every cell; a random draw of cells too
+def test_kill_and_resume_continues_the_run_exactly(pong_data, tmp_path, decode_cells):
     cfg = config(steps=4)
+    cfg["model"]["space"]["decode_cells"] = decode_cells
     whole = train(pong_data, tmp_path / "whole", game="pong", config=cfg, seed=3, device="cpu")
 
     out = tmp_path / "killed"
