@@ -1,0 +1,58 @@
+"""The time-to-quality picture of docs/train.md (docs/img/pong_time_to_quality.png).
+
+Run from the repository root after the decode_cells run: ``python
+docs/runs/pong_decode32/time_to_quality.py [--step-s 10.97]``.
+
+One clock for every run: this machine's (the 2-core AMD EPYC with AVX2 only). The
+``decode_cells: 32`` run is drawn at its own wall clock (its train_curves.csv). The runs that
+decode every cell (the old step) are drawn at step x ``--step-s``, the old step's
+``bench_train.py`` time measured in the same sitting as that run: the 600-step run's validation
+curve (it trained on another machine) and the default recipe's test-split figures of its step
+1,000 and 1,500 checkpoints (docs/train.md's table; that run logged no validation curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from spacemoc.stages.plots import plot_time_to_quality
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE.parent
+# relevant F and cluster-NN of the default recipe's checkpoints, test split (docs/train.md)
+DEFAULT_RECIPE = {1000: (0.975, 0.978), 1500: (0.983, 0.991)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--step-s", type=float, default=10.97, help="the old step's s/step here")
+    parser.add_argument("--out", default=str(RUNS.parent / "img" / "pong_time_to_quality.png"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        old = pd.read_csv(RUNS / "pong_600_steps" / "train_curves.csv")
+        old["elapsed_s"] = old["step"] * args.step_s
+        old_csv = Path(tmp) / "pong_600_steps.csv"
+        old.to_csv(old_csv, index=False)
+        runs = {
+            "decode_cells 32, 1,500 steps (own clock)": HERE / "train_curves.csv",
+            "all cells, 600 steps (steps x old step)": old_csv,
+        }
+        points = {
+            "all cells, 1,500 steps, test split (steps x old step)": [
+                {"minutes": step * args.step_s / 60, "val_relevant_f": f, "val_cluster_nn": nn}
+                for step, (f, nn) in DEFAULT_RECIPE.items()
+            ]
+        }
+        targets = {"val_relevant_f": 0.97, "val_cluster_nn": 0.98}
+        path = plot_time_to_quality(
+            runs, args.out, targets=targets, points=points, title="Pong: time to quality, AVX2"
+        )
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
