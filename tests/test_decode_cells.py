@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_model import _images
 
 from spacemoc.models.space import Space, SpaceConfig
 from spacemoc.models.space.fg import cells_to_decode
 from spacemoc.models.space.glimpse import composite_windowed
-
-
-def _images(b=2, t=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(b, t, 3, 128, 128, generator=g) * 0.2
-    x[..., 40:48, 60:64] = 0.9
-    return x
 
 
 def test_cells_to_decode_keeps_the_most_present_and_draws_the_rest():
@@ -95,8 +89,10 @@ def test_sparse_forward_shapes_and_gradients(models):
         assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def test_decode_cells_needs_windowed_compositing():
+def test_decode_cells_needs_windowed_compositing(models):
     with pytest.raises(ValueError, match="windowed"):
         SpaceConfig(decode_cells=32, compositing="dense")
+    with pytest.raises(ValueError, match="windowed"):
+        models[1](_images(), global_step=10, compositing="dense")
     with pytest.raises(ValueError, match=">= 0"):
         SpaceConfig(decode_cells=-1)

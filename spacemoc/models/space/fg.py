@@ -301,9 +301,14 @@ class SpaceFg(nn.Module):
         z_shift = self.img_encoder.shift_to_centre(z_shift_raw)
         z_where = torch.cat((z_scale, z_shift), dim=-1)  # (B, N, 4)
 
+        mode = compositing or cfg.compositing
+        if mode not in ("windowed", "dense"):
+            raise ValueError(f"compositing must be 'windowed' or 'dense', got {mode!r}")
         # the cells whose glimpses are encoded and decoded: all, or decode_cells of each image
         cells = None
         if 0 < cfg.decode_cells < N:
+            if mode == "dense":
+                raise ValueError("decode_cells needs windowed compositing, not dense")
             cells = cells_to_decode(z_pres_logits.detach().squeeze(-1), cfg.decode_cells)  # (B,K)
         K = N if cells is None else cells.shape[1]
 
@@ -318,20 +323,15 @@ class SpaceFg(nn.Module):
         alpha_att_hat = alpha_att * decoded(z_pres).view(B * K, 1, 1, 1)
         y_att = alpha_att_hat * o_att
 
-        mode = compositing or cfg.compositing
         if mode == "dense":
-            if cells is not None:
-                raise ValueError("decode_cells needs windowed compositing, not dense")
             fg, alpha_map, importance_norm = composite_dense(
                 y_att, alpha_att_hat, z_depth, z_where, H, W
             )
-        elif mode == "windowed":
+        else:
             fg, alpha_map = self._composite_windowed(
                 y_att, alpha_att_hat, z_depth_k, z_where_k, H, W, N
             )
             importance_norm = None
-        else:
-            raise ValueError(f"compositing must be 'windowed' or 'dense', got {mode!r}")
 
         # KLs, each (B, N, D) summed to (B,) (spec §2.4); the scale prior acts before the sigmoid
         z_pres_prob = torch.sigmoid(z_pres_logits)
