@@ -17,7 +17,7 @@ from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 from torch.utils.checkpoint import checkpoint
 
 from .annealing import linear_annealing
-from .config import SpaceConfig
+from .config import COMPOSITING_MODES, SpaceConfig
 from .glimpse import composite_dense, composite_windowed, extract_glimpses, window_pixels
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -302,8 +302,8 @@ class SpaceFg(nn.Module):
         z_where = torch.cat((z_scale, z_shift), dim=-1)  # (B, N, 4)
 
         mode = compositing or cfg.compositing
-        if mode not in ("windowed", "dense"):
-            raise ValueError(f"compositing must be 'windowed' or 'dense', got {mode!r}")
+        if mode not in COMPOSITING_MODES:
+            raise ValueError(f"compositing must be one of {COMPOSITING_MODES}, got {mode!r}")
         # the cells whose glimpses are encoded and decoded: all, or decode_cells of each image
         cells = None
         if 0 < cfg.decode_cells < N:
