@@ -1,14 +1,17 @@
 """The time-to-quality picture of docs/train.md (docs/img/pong_time_to_quality.png).
 
-Run from the repository root after the decode_cells run: ``python
-docs/runs/pong_decode32/time_to_quality.py [--step-s 10.97]``.
+Run from the repository root after a decode_cells run, once per machine:
 
-One clock for every run: this machine's (the 2-core AMD EPYC with AVX2 only). The
-``decode_cells: 32`` run is drawn at its own wall clock (its train_curves.csv). The runs that
-decode every cell (the old step) are drawn at step x ``--step-s``, the old step's
-``bench_train.py`` time measured in the same sitting as that run: the 600-step run's validation
-curve (it trained on another machine) and the default recipe's test-split figures of its step
-1,000 and 1,500 checkpoints (docs/train.md's table; that run logged no validation curve).
+    python docs/runs/pong_decode32/time_to_quality.py          # AVX2 EPYC
+    python docs/runs/pong_decode32/time_to_quality.py --step-s 4.459 --machine AVX512 \
+        --curves docs/runs/pong_decode32_avx512/train_curves.csv \
+        --out docs/img/pong_time_to_quality_avx512.png
+
+One clock per picture: that machine's. The ``decode_cells: 32`` run is drawn at its own wall clock
+(its train_curves.csv). The runs that decode every cell (the old step) are drawn at step x
+``--step-s``, the old step's ``bench_train.py`` time measured in the same sitting as the run: the
+600-step run's validation curve and the default recipe's test-split figures of its step 1,000 and
+1,500 checkpoints (docs/train.md's table; that run logged no validation curve).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ DEFAULT_RECIPE = {1000: (0.975, 0.978), 1500: (0.983, 0.991)}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--curves", default=str(HERE / "train_curves.csv"), help="decode run")
     parser.add_argument("--step-s", type=float, default=10.97, help="the old step's s/step here")
+    parser.add_argument("--machine", default="AVX2", help="the CPU, for the title")
     parser.add_argument("--out", default=str(RUNS.parent / "img" / "pong_time_to_quality.png"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,7 +43,7 @@ def main() -> None:
         old_csv = Path(tmp) / "pong_600_steps.csv"
         old.to_csv(old_csv, index=False)
         runs = {
-            "decode_cells 32, 1,500 steps (own clock)": HERE / "train_curves.csv",
+            "decode_cells 32, 1,500 steps (own clock)": Path(args.curves),
             "all cells, 600 steps (steps x old step)": old_csv,
         }
         points = {
@@ -49,7 +54,11 @@ def main() -> None:
         }
         targets = {"val_relevant_f": 0.97, "val_cluster_nn": 0.98}
         path = plot_time_to_quality(
-            runs, args.out, targets=targets, points=points, title="Pong: time to quality, AVX2"
+            runs,
+            args.out,
+            targets=targets,
+            points=points,
+            title=f"Pong: time to quality, {args.machine}",
         )
     print(path)
 
