@@ -1,9 +1,9 @@
-"""The time-to-quality picture of docs/train.md (docs/img/pong_time_to_quality.png).
+"""The time-to-quality pictures of docs/train.md (docs/img/pong_time_to_quality*.png).
 
 Run from the repository root after a decode_cells run, once per machine:
 
     python docs/runs/pong_decode32/time_to_quality.py          # AVX2 EPYC
-    python docs/runs/pong_decode32/time_to_quality.py --step-s 4.459 --machine AVX512 \
+    python docs/runs/pong_decode32/time_to_quality.py --step-s 4.459 --machine "AVX512 EPYC" \
         --curves docs/runs/pong_decode32_avx512/train_curves.csv \
         --out docs/img/pong_time_to_quality_avx512.png
 
