@@ -189,9 +189,14 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
             ax.axhline(targets[column], color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="training wall-clock (minutes)", ylabel=label, ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right")
+    # the legend below both panels: long run names would cover the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    legend_rows = -(-len(labels) // 2)
+    legend_height = 0.3 * legend_rows
+    fig.set_figheight(3.8 + legend_height)
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_height / (3.8 + legend_height), 1, 1))
     return _save(fig, path)
 
 

@@ -6,9 +6,14 @@ Run from the repository root after a decode_cells run, once per machine:
     python docs/runs/pong_decode32/time_to_quality.py --step-s 4.459 --machine "AVX512 EPYC" \
         --curves docs/runs/pong_decode32_avx512/train_curves.csv \
         --out docs/img/pong_time_to_quality_avx512.png
+    python docs/runs/pong_decode32/time_to_quality.py --step-s 5.423 --machine "AVX512 EPYC, 2nd sitting" \
+        --curves docs/runs/pong_decode32_avx512/train_curves.csv \
+        --label "decode_cells 32, 1,500 steps (own clock, 1st sitting: steps 1.18x faster)" \
+        --also "decode_cells 32, 1,000 steps (own clock)=docs/runs/pong_1000_steps/train_curves.csv" \
+        --out docs/img/pong_time_to_quality_1000_steps.png
 
 One clock per picture: that machine's. The ``decode_cells: 32`` run is drawn at its own wall clock
-(its train_curves.csv). The runs that decode every cell (the old step) are drawn at step x
+(its train_curves.csv), as is every ``--also`` run. The runs that decode every cell (the old step) are drawn at step x
 ``--step-s``, the old step's ``bench_train.py`` time measured in the same sitting as the run: the
 600-step run's validation curve and the default recipe's test-split figures of its step 1,000 and
 1,500 checkpoints (docs/train.md's table; that run logged no validation curve).
@@ -33,8 +38,14 @@ DEFAULT_RECIPE = {1000: (0.975, 0.978), 1500: (0.983, 0.991)}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curves", default=str(HERE / "train_curves.csv"), help="decode run")
+    parser.add_argument(
+        "--label", default="decode_cells 32, 1,500 steps (own clock)", help="--curves' legend"
+    )
     parser.add_argument("--step-s", type=float, default=10.97, help="the old step's s/step here")
     parser.add_argument("--machine", default="AVX2", help="the CPU, for the title")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="LABEL=CSV", help="more runs, own clock"
+    )
     parser.add_argument("--out", default=str(RUNS.parent / "img" / "pong_time_to_quality.png"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,9 +54,14 @@ def main() -> None:
         old_csv = Path(tmp) / "pong_600_steps.csv"
         old.to_csv(old_csv, index=False)
         runs = {
-            "decode_cells 32, 1,500 steps (own clock)": Path(args.curves),
+            args.label: Path(args.curves),
             "all cells, 600 steps (steps x old step)": old_csv,
         }
+        for also in args.also:
+            label, _, csv = also.rpartition("=")
+            if not label:
+                parser.error(f"--also takes LABEL=CSV, got {also!r}")
+            runs[label] = Path(csv)
         points = {
             "all cells, 1,500 steps, test split (steps x old step)": [
                 {"minutes": step * args.step_s / 60, "val_relevant_f": f, "val_cluster_nn": nn}
