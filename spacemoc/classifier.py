@@ -233,12 +233,20 @@ def choose_n_clusters(
     max_clusters: int | None = None,
     seed: int = 0,
     sample: int = 2000,
+    y=None,
+    candidate_labels: Sequence[int] = (),
 ) -> int:
     """The number of k-means clusters: the number of classes ("classes", the reference's rule),
     a given number, or "auto": the k in ``n_classes .. max_clusters`` (default 4 per class) whose
     clustering has the highest silhouette on a seeded sample of ``sample`` encodings, for
     classes whose objects look different (cars of several colours; "auto" searches no further
-    than the number of encodings)."""
+    than the number of encodings).
+
+    Given the encodings' labels ``y`` and the ``candidate_labels``, "auto" prefers the k whose
+    centroids, labelled by ``label_centroids``, name every candidate label present in ``y``: a
+    large class of two looks can outscore a small class on silhouette (Freeway: left- and
+    right-moving cars, two clusters, the chicken inside one of them), and a classifier without a
+    centroid for a class never predicts it."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -252,11 +260,17 @@ def choose_n_clusters(
         top = min(max_clusters or 4 * n_classes, len(z) - 1)
         rng = np.random.default_rng(seed)
         subset = rng.permutation(len(z))[:sample]
-        scores = {}
+        present = set() if y is None else set(np.unique(y).tolist()) & set(candidate_labels)
+        scores, covering = {}, {}
         for k in range(max(n_classes, 2), top + 1):
             fit = KMeans(n_clusters=k, random_state=seed, n_init=3).fit(z)
             scores[k] = silhouette_score(z[subset], fit.labels_[subset])
-        k = max(scores, key=scores.get) if scores else n_classes
+            if present:
+                named = label_centroids(fit.cluster_centers_, z, y, candidate_labels)
+                if present <= set(named.tolist()):
+                    covering[k] = scores[k]
+        choices = covering or scores
+        k = max(choices, key=choices.get) if choices else n_classes
     return k
 
 

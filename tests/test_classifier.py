@@ -214,6 +214,27 @@ def test_cluster_rules_and_their_errors():
             check_clusters(bad)
 
 
+def test_auto_clusters_name_every_class_before_silhouette():
+    """A large class of two far-apart looks and a small class beside one of them (Freeway's
+    left- and right-moving cars and the chicken): two clusters score the best silhouette but
+    both centroids are cars; given the labels, `auto` keeps a k that has a chicken centroid."""
+    from spacemoc.classifier import choose_n_clusters, fit_centroid_classifier
+
+    rng = np.random.default_rng(0)
+    car_left = np.array([0.0, 0.0]) + 0.5 * rng.standard_normal((300, 2))
+    car_right = np.array([30.0, 0.0]) + 0.5 * rng.standard_normal((300, 2))
+    chicken = np.array([0.0, 4.0]) + 0.5 * rng.standard_normal((30, 2))
+    z = np.concatenate([car_left, car_right, chicken])
+    y = np.array([1] * 600 + [2] * 30)
+    blind = choose_n_clusters(z, 2, "auto", max_clusters=6)
+    assert blind == 2
+    assert set(fit_centroid_classifier(z, y, blind, [1, 2]).centroid_labels) == {1}
+    k = choose_n_clusters(z, 2, "auto", max_clusters=6, y=y, candidate_labels=[1, 2])
+    assert k > 2
+    clf = fit_centroid_classifier(z, y, k, [1, 2])
+    assert (clf.predict(chicken) == 2).all() and (clf.predict(car_right) == 1).all()
+
+
 def test_more_clusters_than_objects_are_cut_to_the_objects_with_a_warning(tmp_path):
     from spacemoc.stages.classifier import train_classifier
 

@@ -42,7 +42,7 @@ def train_classifier(
     model (the workflow's: the validation split, and the agent split where there is one).
     ``clusters`` (nn): how many k-means clusters (``spacemoc.classifier.choose_n_clusters``);
     "auto" searches up to four per class, or one per object slot of the game (OCAtari's maximum
-    objects) where that is more. ``data_paths`` (the dataset splits the latents were made from,
+    objects) where that is more, among the k whose labelled centroids name every class. ``data_paths`` (the dataset splits the latents were made from,
     in the same order): also fit the box calibration (``spacemoc.box_calibration``) on the
     matched detections."""
     if kind not in KINDS:
@@ -91,7 +91,15 @@ def train_classifier(
     if kind == "nn":
         n_classes = len(g.relevant_indices)
         most = max(4 * n_classes, sum(g.max_objects.values()))
-        n_clusters = choose_n_clusters(z, n_classes, clusters, max_clusters=most, seed=seed)
+        n_clusters = choose_n_clusters(
+            z,
+            n_classes,
+            clusters,
+            max_clusters=most,
+            seed=seed,
+            y=y,
+            candidate_labels=g.relevant_indices,
+        )
         if clusters != "classes":
             print(f"{n_clusters} clusters for {n_classes} classes (clusters: {clusters})")
         if len(z) < n_clusters:
