@@ -42,9 +42,9 @@ def train_classifier(
     model (the workflow's: the validation split, and the agent split where there is one).
     ``clusters`` (nn): how many k-means clusters (``spacemoc.classifier.choose_n_clusters``);
     "auto" searches up to four per class, or one per object slot of the game (OCAtari's maximum
-    objects) where that is more, among the k whose labelled centroids name every class. ``data_paths`` (the dataset splits the latents were made from,
-    in the same order): also fit the box calibration (``spacemoc.box_calibration``) on the
-    matched detections."""
+    objects) where that is more, among the k whose labelled centroids name every class.
+    ``data_paths`` (the dataset splits the latents were made from, in the same order): also fit
+    the box calibration (``spacemoc.box_calibration``) on the matched detections."""
     if kind not in KINDS:
         raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
     check_clusters(clusters)

@@ -6,17 +6,20 @@ Run from the repository root after a decode_cells run, once per machine:
     python docs/runs/pong_decode32/time_to_quality.py --step-s 4.459 --machine "AVX512 EPYC" \
         --curves docs/runs/pong_decode32_avx512/train_curves.csv \
         --out docs/img/pong_time_to_quality_avx512.png
-    python docs/runs/pong_decode32/time_to_quality.py --step-s 5.423 --machine "AVX512 EPYC, 2nd sitting" \
+    python docs/runs/pong_decode32/time_to_quality.py --step-s 5.423 \
+        --machine "AVX512 EPYC, 2nd sitting" \
         --curves docs/runs/pong_decode32_avx512/train_curves.csv \
         --label "decode_cells 32, 1,500 steps (own clock, 1st sitting: steps 1.18x faster)" \
-        --also "decode_cells 32, 1,000 steps (own clock)=docs/runs/pong_1000_steps/train_curves.csv" \
+        --also "decode_cells 32, 1,000 steps (own clock)=\
+docs/runs/pong_1000_steps/train_curves.csv" \
         --out docs/img/pong_time_to_quality_1000_steps.png
 
 One clock per picture: that machine's. The ``decode_cells: 32`` run is drawn at its own wall clock
-(its train_curves.csv), as is every ``--also`` run. The runs that decode every cell (the old step) are drawn at step x
-``--step-s``, the old step's ``bench_train.py`` time measured in the same sitting as the run: the
-600-step run's validation curve and the default recipe's test-split figures of its step 1,000 and
-1,500 checkpoints (docs/train.md's table; that run logged no validation curve).
+(its train_curves.csv), as is every ``--also`` run. The runs that decode every cell (the old
+step) are drawn at step x ``--step-s``, the old step's ``bench_train.py`` time measured in the
+same sitting as the run: the 600-step run's validation curve and the default recipe's test-split
+figures of its step 1,000 and 1,500 checkpoints (docs/train.md's table; that run logged no
+validation curve).
 """
 
 from __future__ import annotations
