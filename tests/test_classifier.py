@@ -216,7 +216,7 @@ def test_cluster_rules_and_their_errors():
 
 def test_auto_clusters_name_every_class_before_silhouette():
     """A large class of two far-apart looks and a small class beside one of them (Freeway's
-    left- and right-moving cars and the chicken): two clusters score the best silhouette but
+    two groups of car encodings and the chicken): two clusters score the best silhouette but
     both centroids are cars; given the labels, `auto` keeps a k that has a chicken centroid."""
     from spacemoc.classifier import choose_n_clusters, fit_centroid_classifier
 
