@@ -245,8 +245,8 @@ def choose_n_clusters(
     Given the encodings' labels ``y`` and the ``candidate_labels``, "auto" prefers the k whose
     centroids, labelled by ``label_centroids``, name every candidate label present in ``y``: a
     large class of two looks can outscore a small class on silhouette (Freeway: two clusters of
-    cars, the chicken inside one of them), and a classifier without a
-    centroid for a class never predicts it."""
+    cars, the chicken inside one of them), and a classifier without a centroid for a class never
+    predicts it."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 

@@ -164,7 +164,8 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
 
     plt = _pyplot()
     panels = (("val_relevant_f", "relevant F"), ("val_cluster_nn", "cluster-NN accuracy"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels_height = 3.8  # inches, without the legend
+    fig, axes = plt.subplots(1, 2, figsize=(10, panels_height))
     for name, csv_path in runs.items():
         df = pd.read_csv(csv_path)
         missing = {"elapsed_s", *(c for c, _ in panels)} - set(df.columns)
@@ -193,10 +194,10 @@ def plot_time_to_quality(runs: dict, path, targets=None, title="time to quality"
     handles, labels = axes[0].get_legend_handles_labels()
     legend_rows = -(-len(labels) // 2)
     legend_height = 0.3 * legend_rows
-    fig.set_figheight(3.8 + legend_height)
+    fig.set_figheight(panels_height + legend_height)
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, legend_height / (3.8 + legend_height), 1, 1))
+    fig.tight_layout(rect=(0, legend_height / (panels_height + legend_height), 1, 1))
     return _save(fig, path)
 
 
