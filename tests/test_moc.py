@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -96,6 +98,56 @@ def test_motion_loss_terms_match_hand_computation():
     # motion cell 7: |0 - 0.5|^2 * 4; predicted cell 3 pulled to zero: 0.01 + 0.04
     assert terms["flow_loss_z_where"].item() == pytest.approx(1.0 + 0.05)
     assert terms["flow_loss_alpha_map"].item() == pytest.approx(4.0)
+
+
+def test_log_presence_loss_is_the_cross_entropy_of_the_hints():
+    z_pres = torch.full((1, N, 1), 0.5)
+    z_pres[0, 3] = 0.9  # predicted, no motion: -log(0.1)
+    z_pres[0, 7] = 0.01  # motion, predicted off: -log(0.01)
+    motion_z_pres = torch.zeros(1, N, 1)
+    motion_z_pres[0, 7] = 1.0
+    rest = (torch.zeros(1, N, 4), torch.zeros(1, 1, 128, 128), torch.zeros(1, 1, 128, 128))
+    z_where, alpha, motion = rest
+    terms = motion_losses(
+        z_pres, z_where, alpha, motion, motion_z_pres, z_where, presence_loss="log"
+    )
+    expected = -math.log(0.1) - math.log(0.01) + (N - 2) * -math.log(0.5)
+    assert terms["flow_loss_z_pres"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_log_presence_loss_keeps_pulling_a_cell_that_is_confidently_off():
+    """The reason for the option: at p = 0.003 the squared error's gradient to the presence
+    logit is ~2 % of its value at p = 0.5; the log-loss's stays near 1."""
+
+    def logit_gradient(presence_loss, p):
+        logit = torch.full((1, N, 1), math.log(p / (1 - p)), requires_grad=True)
+        motion_z_pres = torch.ones(1, N, 1)
+        zeros = torch.zeros(1, N, 4)
+        alpha = torch.zeros(1, 1, 128, 128)
+        terms = motion_losses(
+            torch.sigmoid(logit), zeros, alpha, alpha, motion_z_pres, zeros, presence_loss
+        )
+        terms["flow_loss_z_pres"].backward()
+        return -logit.grad[0, 0, 0].item()
+
+    assert logit_gradient("squared", 0.003) < 0.03 * logit_gradient("squared", 0.5)
+    assert logit_gradient("log", 0.003) == pytest.approx(0.997, rel=1e-3)
+    assert logit_gradient("log", 0.003) > 100 * logit_gradient("squared", 0.003)
+
+
+def test_moc_config_rejects_an_unknown_presence_loss():
+    with pytest.raises(ValueError, match="motion_z_pres_loss.*'bce'"):
+        MocConfig(motion_z_pres_loss="bce")
+
+
+def test_moc_loss_with_the_log_presence_loss_is_finite_and_differentiable():
+    log = fake_log(2, 4, requires_grad=True)
+    loss, info = MocLoss(MocConfig(motion_z_pres_loss="log"), G)(
+        log, *fake_motion(2, 4), global_step=0
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and info["flow_loss_z_pres"] > 0
+    assert log["z_pres_prob_pure"].grad.abs().sum() > 0
 
 
 def test_motion_weights_below_threshold_skip_a_term():

@@ -23,6 +23,7 @@ from spacemoc.models.settings import DictConfig
 # Fields of earlier versions that stored configs may still hold: motion_kind was recorded only
 # (the dataset's motion maps are set by data.motion_kind).
 RETIRED = ("motion_kind",)
+PRESENCE_LOSSES = ("squared", "log")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class MocConfig(DictConfig):
     # build_configs passes it on to SpaceConfig.motion_input and the trainer appends the channel.
     motion_input: bool = False
     motion_loss_weight_z_pres: float = 1000.0
+    # "squared" (the reference's) or "log" (cross-entropy): the squared error's gradient to the
+    # presence logit vanishes in a cell that is confidently off, so a small moving object whose
+    # cell switched off early is never switched back on; the log-loss keeps pulling it.
+    motion_z_pres_loss: str = "squared"
     motion_loss_weight_z_where: float = 10000.0
     motion_loss_weight_alpha: float = 5.0
     motion_weight: float = 100.0
@@ -55,6 +60,11 @@ class MocConfig(DictConfig):
     variance_steps: int = 20
 
     def __post_init__(self):
+        if self.motion_z_pres_loss not in PRESENCE_LOSSES:
+            raise ValueError(
+                f"MocConfig.motion_z_pres_loss must be one of {PRESENCE_LOSSES}, "
+                f"got {self.motion_z_pres_loss!r}"
+            )
         if self.variance_steps < 2:
             raise ValueError(f"MocConfig.variance_steps must be >= 2, got {self.variance_steps}")
 
@@ -76,9 +86,16 @@ def motion_losses(
     motion: torch.Tensor,  # (BT,1,H,W) binarised motion map
     motion_z_pres: torch.Tensor,  # (BT,N,1)
     motion_z_where: torch.Tensor,  # (BT,N,4)
+    presence_loss: str = "squared",
 ) -> dict[str, torch.Tensor]:
-    """The three sum-reduced squared errors of the motion loss (unweighted)."""
-    z_pres_loss = ((z_pres_prob - motion_z_pres) ** 2).sum()
+    """The three sum-reduced errors of the motion loss (unweighted): squared errors, the presence
+    term a cross-entropy when ``presence_loss`` is "log"."""
+    if presence_loss == "log":
+        # float32: the logits are bounded (|logit| <= 8.8), so the logs stay finite.
+        p, target = z_pres_prob.float(), motion_z_pres.float()
+        z_pres_loss = -(target * p.log() + (1 - target) * (1 - p).log()).sum()
+    else:
+        z_pres_loss = ((z_pres_prob - motion_z_pres) ** 2).sum()
     where_error = ((z_where - motion_z_where) ** 2).sum(-1)  # (BT,N)
     # Cells with motion are pulled to the motion box; predicted cells without motion have a zero
     # target, which shrinks spurious detections (the reference's semantics).
@@ -277,7 +294,15 @@ class MocLoss:
                 f"alpha_map {tuple(alpha_map.shape)}, z_pres_prob {tuple(z_pres_prob.shape)}"
             )
 
-        raw = motion_losses(z_pres_prob, z_where, alpha_map, motion, motion_z_pres, motion_z_where)
+        raw = motion_losses(
+            z_pres_prob,
+            z_where,
+            alpha_map,
+            motion,
+            motion_z_pres,
+            motion_z_where,
+            presence_loss=cfg.motion_z_pres_loss,
+        )
         weights = {
             "flow_loss_z_pres": cfg.motion_loss_weight_z_pres,
             "flow_loss_z_where": cfg.motion_loss_weight_z_where,
