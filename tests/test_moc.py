@@ -106,10 +106,9 @@ def test_log_presence_loss_is_the_cross_entropy_of_the_hints():
     z_pres[0, 7] = 0.01  # motion, predicted off: -log(0.01)
     motion_z_pres = torch.zeros(1, N, 1)
     motion_z_pres[0, 7] = 1.0
-    rest = (torch.zeros(1, N, 4), torch.zeros(1, 1, 128, 128), torch.zeros(1, 1, 128, 128))
-    z_where, alpha, motion = rest
+    z_where, image = torch.zeros(1, N, 4), torch.zeros(1, 1, 128, 128)
     terms = motion_losses(
-        z_pres, z_where, alpha, motion, motion_z_pres, z_where, presence_loss="log"
+        z_pres, z_where, image, image, motion_z_pres, z_where, presence_loss="log"
     )
     expected = -math.log(0.1) - math.log(0.01) + (N - 2) * -math.log(0.5)
     assert terms["flow_loss_z_pres"].item() == pytest.approx(expected, rel=1e-5)

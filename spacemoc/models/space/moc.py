@@ -42,8 +42,8 @@ class MocConfig(DictConfig):
     motion_input: bool = False
     motion_loss_weight_z_pres: float = 1000.0
     # "squared" (the reference's) or "log" (cross-entropy): the squared error's gradient to the
-    # presence logit vanishes in a cell that is confidently off, so a small moving object whose
-    # cell switched off early is never switched back on; the log-loss keeps pulling it.
+    # presence logit vanishes in a cell that is confidently off, the log-loss's does not
+    # (docs/train.md, Hyperparameters, with what it did on Tennis).
     motion_z_pres_loss: str = "squared"
     motion_loss_weight_z_where: float = 10000.0
     motion_loss_weight_alpha: float = 5.0
