@@ -91,7 +91,8 @@ def motion_losses(
     """The three sum-reduced errors of the motion loss (unweighted): squared errors, the presence
     term a cross-entropy when ``presence_loss`` is "log"."""
     if presence_loss == "log":
-        # float32: the logits are bounded (|logit| <= 8.8), so the logs stay finite.
+        # Written out: F.binary_cross_entropy raises under CUDA autocast. float32, and the
+        # logits are bounded (|logit| <= 8.8), so the logs stay finite.
         p, target = z_pres_prob.float(), motion_z_pres.float()
         z_pres_loss = -(target * p.log() + (1 - target) * (1 - p).log()).sum()
     else:
