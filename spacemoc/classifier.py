@@ -50,6 +50,8 @@ class ZWhatClassifier:
     meta: dict = field(default_factory=dict)
     # The box readout of the latents it was fit on ("" unknown): the detector's default readout.
     box_readout: str = ""
+    # The overlap suppression of those latents (None unknown): the detector's default.
+    overlap_suppression: float | None = None
     # Per-label corrections of the model's boxes towards OCAtari's (None: boxes as the model's)
     box_calibration: BoxCalibration | None = None
 
@@ -92,6 +94,8 @@ class ZWhatClassifier:
         }
         if self.box_readout:
             arrays["box_readout"] = np.array(self.box_readout)
+        if self.overlap_suppression is not None:
+            arrays["overlap_suppression"] = np.array(float(self.overlap_suppression))
         if self.box_calibration is not None:
             arrays.update(self.box_calibration.arrays())
         for name in ("centroids", "centroid_labels", "coef", "intercept", "classes"):
@@ -115,6 +119,9 @@ class ZWhatClassifier:
                 if k in arrays
             },
             box_readout=str(arrays["box_readout"]) if "box_readout" in arrays else "",
+            overlap_suppression=(
+                float(arrays["overlap_suppression"]) if "overlap_suppression" in arrays else None
+            ),
             box_calibration=BoxCalibration.from_arrays(arrays),
         )
         if game is not None:

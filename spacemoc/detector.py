@@ -41,10 +41,11 @@ from spacemoc.geometry import (
     FRAME_WIDTH,
     IMAGE_SIZE,
     corners_to_boxes,
+    suppress_overlaps,
     z_where_to_corners,
 )
 from spacemoc.models.inputs import model_input
-from spacemoc.models.readouts import resolve_box_readout
+from spacemoc.models.readouts import resolve_box_readout, resolve_overlap_suppression
 from spacemoc.stages.export import DETECTOR_WEIGHTS, PRETRAINED_ROOT, shipped_detectors
 
 PRECISIONS = ("float32", "bfloat16")
@@ -224,6 +225,7 @@ class Detector:
         precision: str = "float32",
         box_readout: str | None = None,
         calibrate_boxes: bool = True,
+        overlap_suppression: float | None = None,
     ):
         game = game or getattr(model, "game", None) or getattr(classifier, "game", None)
         if not game:
@@ -250,6 +252,9 @@ class Detector:
         # AVX512-BF16); presence probabilities and boxes move by ~1e-2, so it is opt-in.
         self.precision = precision
         self.box_readout = resolve_box_readout(box_readout, model=model, classifier=classifier)
+        self.overlap_suppression = resolve_overlap_suppression(
+            overlap_suppression, classifier=classifier
+        )
         order = getattr(model, "channel_order", "rgb")
         if order not in ("rgb", "bgr"):
             raise ValueError(f"model.channel_order must be 'rgb' or 'bgr', got {order!r}")
@@ -285,7 +290,8 @@ class Detector:
         return (
             f"Detector(game={self.game!r}, labels={len(self.labels)}, device={self.device}, "
             f"channel_order={self.channel_order!r}, threshold={self.threshold}, hud={self.hud}, "
-            f"precision={self.precision!r}, box_readout={self.box_readout!r})"
+            f"precision={self.precision!r}, box_readout={self.box_readout!r}, "
+            f"overlap_suppression={self.overlap_suppression})"
         )
 
     # ------------------------------------------------------------------- loading
@@ -314,11 +320,11 @@ class Detector:
         - A checkpoint file (`model.pt` or a reference `.pth`) with `classifier=` (a path to a
           `classifier.npz` or a run folder, or a fitted object with `.predict`).
         Extra keyword arguments (`threshold`, `hud`, `batch_size`, `precision`, `box_readout`,
-        `calibrate_boxes`) go to the constructor. Without `box_readout` the folder's own readout
-        is used, the one its evaluation was computed with
-        (`spacemoc.models.readouts.resolve_box_readout`: an exported folder's `config.yaml`, the
-        run's classifier or latents, else the config schema's default), so the detector gives
-        the numbers the workflow gave.
+        `calibrate_boxes`, `overlap_suppression`) go to the constructor. Without `box_readout`
+        and `overlap_suppression` the folder's own settings are used, those its evaluation was
+        computed with (`spacemoc.models.readouts`: an exported folder's `config.yaml`, the run's
+        classifier or latents, else the config schema's default), so the detector gives the
+        numbers the workflow gave.
         """
         from spacemoc.models import load_checkpoint
 
@@ -360,6 +366,9 @@ class Detector:
             classifier = _load_classifier(Path(classifier), game)
         kwargs["box_readout"] = resolve_box_readout(
             kwargs.get("box_readout"), folder=folder, model=model, classifier=classifier
+        )
+        kwargs["overlap_suppression"] = resolve_overlap_suppression(
+            kwargs.get("overlap_suppression"), folder=folder, classifier=classifier
         )
         return cls(model, classifier, game=game, device=device, **kwargs)
 
@@ -422,8 +431,8 @@ class Detector:
         return model_input(images, self.channel_order, self.device, self._channels_last)
 
     def _cells(self, x):
-        """The objects of model input ``x``: the model's ``infer`` (present cells only), then
-        the relevant-area filter (unless ``hud``).
+        """The objects of model input ``x``: the model's ``infer`` (present cells only), the
+        overlap suppression, then the relevant-area filter (unless ``hud``).
 
         Returns prob (B,N) numpy, (b_idx, c_idx) of the kept cells, their normalised boxes
         (M,4) [x_min, y_min, x_max, y_max] and z_what (M,D) numpy.
@@ -432,9 +441,15 @@ class Detector:
         if self.box_readout != "glimpse":
             kwargs["box_readout"] = self.box_readout
         out = self.model.infer(x, **kwargs)
-        prob = out["z_pres_prob"].float().cpu().numpy()
+        where = out["z_where"].float().cpu().numpy()  # (B,N,4)
+        prob = suppress_overlaps(
+            out["z_pres_prob"].float().cpu().numpy(),
+            where,
+            self.overlap_suppression,
+            self.threshold,
+        )
         b_idx, c_idx = np.nonzero(prob > self.threshold)
-        where = out["z_where"].float().cpu().numpy()[b_idx, c_idx]  # (M,4)
+        where = where[b_idx, c_idx]  # (M,4)
         z_what = out["z_what"].float().cpu().numpy()[b_idx, c_idx]  # (M,D)
         boxes = z_where_to_corners(where)
         if not self.hud and len(b_idx):

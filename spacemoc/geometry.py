@@ -83,3 +83,38 @@ def in_relevant_area(game_row, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
     corners = boxes_to_corners(boxes, frame_size)
     mask = game_row.in_relevant_area(*np.moveaxis(corners, -1, 0))
     return np.broadcast_to(np.asarray(mask, dtype=bool), corners.shape[:-1]).copy()
+
+
+def suppress_overlaps(z_pres_prob, z_where, min_overlap: float, threshold: float = 0.5):
+    """Presence (..., N) with the present cells that repeat a more present box set to 0.
+
+    Cells above ``threshold`` are visited in order of decreasing presence; one is dropped when a
+    kept box covers at least ``min_overlap`` of the smaller of the two boxes' areas (SPACE draws
+    an object that spans grid cells once per cell; the second box, often the smaller, is a false
+    positive). ``z_where`` (..., N, 4) are the cells' boxes; ``min_overlap`` 0 turns it off.
+    """
+    prob = np.array(z_pres_prob, dtype=np.result_type(z_pres_prob, np.float32), copy=True)
+    if not min_overlap:
+        return prob
+    if not 0.0 < min_overlap <= 1.0:
+        raise ValueError(f"min_overlap must be in [0, 1] (0: off), got {min_overlap}")
+    corners = z_where_to_corners(z_where)
+    flat_prob = prob.reshape(-1, prob.shape[-1])  # a view: frames (F,N)
+    flat_corners = corners.reshape(-1, prob.shape[-1], 4)
+    for frame, cells in zip(flat_prob, flat_corners, strict=True):
+        present = np.flatnonzero(frame > threshold)
+        if len(present) < 2:
+            continue
+        order = present[np.argsort(-frame[present], kind="stable")]
+        box = cells[order]  # (M,4), most present first
+        low = np.maximum(box[:, None, :2], box[None, :, :2])
+        high = np.minimum(box[:, None, 2:], box[None, :, 2:])
+        inter = np.prod(np.clip(high - low, 0.0, None), axis=-1)  # (M,M)
+        area = np.prod(np.clip(box[:, 2:] - box[:, :2], 0.0, None), axis=-1)
+        smaller = np.minimum(area[:, None], area[None, :])
+        covered = inter >= min_overlap * np.maximum(smaller, 1e-12)
+        kept = np.zeros(len(order), dtype=bool)
+        for i in range(len(order)):
+            kept[i] = not np.any(covered[i, :i] & kept[:i])
+        frame[order[~kept]] = 0.0
+    return prob

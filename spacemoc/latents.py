@@ -6,6 +6,8 @@
   (centres in [-1,1]), ``z_what`` (N,T,G*G,D) float32: the model's posterior means (z_what of
   absent cells is 0 unless ``all_cells``: attribute ``z_what_all_cells``); with the ``alpha``
   box readout (attribute ``box_readout``) a present cell's z_where is its drawn object's extent;
+  with the overlap suppression (attribute ``overlap_suppression``, 0 or absent: off) a cell whose
+  box repeats a more present one has z_pres_prob 0 (``spacemoc.geometry.suppress_overlaps``);
 * ``label`` (N,T,G*G) int16: for a *present* cell (z_pres_prob > 0.5) the label index of the
   ground-truth object it matches, -1 when it matches none (and for absent cells);
 * ``gt_index`` (N,T,G*G) int32: the matched object's row among that frame's objects, or -1.
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from spacemoc.files import open_h5
-from spacemoc.geometry import FRAME_SIZE, in_relevant_area, z_where_to_boxes
+from spacemoc.geometry import FRAME_SIZE, in_relevant_area, suppress_overlaps, z_where_to_boxes
 from spacemoc.metrics import CENTRE_THRESHOLD, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
@@ -105,9 +107,12 @@ def infer_kwargs(model, all_cells: bool, box_readout: str) -> dict:
     return kwargs
 
 
-def infer_batch(model, batch: np.ndarray, infer_kwargs: dict, device) -> dict:
+def infer_batch(
+    model, batch: np.ndarray, infer_kwargs: dict, device, overlap_suppression: float = 0.0
+) -> dict:
     """uint8 samples (b,T,128,128,3) -> z_pres_prob (b,T,N), z_where (b,T,N,4), z_what (b,T,N,D)
-    through the model's ``infer`` (the Detector's path: same input, same inference)."""
+    through the model's ``infer`` (the Detector's path: same input, same inference), the
+    presence of boxes repeating a more present one set to 0 (``suppress_overlaps``)."""
     import torch
 
     from spacemoc.models.inputs import model_input
@@ -116,11 +121,15 @@ def infer_batch(model, batch: np.ndarray, infer_kwargs: dict, device) -> dict:
     images = model_input(batch.reshape(b * t, *batch.shape[2:]), model.channel_order, device)
     with torch.no_grad():
         out = model.infer(images, **infer_kwargs)
-    prob = _to_numpy(out["z_pres_prob"])
+    n = out["z_pres_prob"].shape[-1]
+    z_where = _to_numpy(out["z_where"]).reshape(b, t, n, 4)
+    prob = suppress_overlaps(
+        _to_numpy(out["z_pres_prob"]).reshape(b, t, n), z_where, overlap_suppression, PRESENT
+    )
     return {
-        "z_pres_prob": prob.reshape(b, t, -1),
-        "z_where": _to_numpy(out["z_where"]).reshape(b, t, prob.shape[-1], 4),
-        "z_what": _to_numpy(out["z_what"]).reshape(b, t, prob.shape[-1], -1),
+        "z_pres_prob": prob,
+        "z_where": z_where,
+        "z_what": _to_numpy(out["z_what"]).reshape(b, t, n, -1),
     }
 
 

@@ -35,7 +35,13 @@ class ValidationProbe:
     """The first ``samples`` samples of ``data_path`` (a validation split; all of a smaller one),
     kept in memory."""
 
-    def __init__(self, data_path: str | Path, samples: int, box_readout: str):
+    def __init__(
+        self,
+        data_path: str | Path,
+        samples: int,
+        box_readout: str,
+        overlap_suppression: float = 0.0,
+    ):
         from spacemoc.games import get_game
         from spacemoc.latents import read_objects
 
@@ -47,6 +53,7 @@ class ValidationProbe:
             self.game_row = get_game(str(f.attrs["game"]))
         self.objects = read_objects(data_path)[:samples]
         self.box_readout = box_readout
+        self.overlap_suppression = overlap_suppression
 
     def measure(self, model, device) -> dict[str, float]:
         """``COLUMNS`` for ``model`` now; the model and the RNGs are left as they were."""
@@ -70,7 +77,7 @@ class ValidationProbe:
         with torch.no_grad():
             for start in range(0, len(self.frames), BATCH_SAMPLES):
                 batch = self.frames[start : start + BATCH_SAMPLES]
-                arrays = infer_batch(model, batch, kwargs, device)
+                arrays = infer_batch(model, batch, kwargs, device, self.overlap_suppression)
                 arrays.update(match_batch(arrays, self.objects[start : start + BATCH_SAMPLES]))
                 parts.append(arrays)
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

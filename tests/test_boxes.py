@@ -142,11 +142,23 @@ OBJECT_DTYPE = np.dtype([("sample", "i4"), ("t", "i2"), ("x", "f4"), ("y", "f4")
                          ("h", "f4"), ("label", "i2"), ("relevant", "u1")])  # fmt: skip
 
 
-@pytest.mark.parametrize("hud", [True, False])
-@pytest.mark.parametrize("box_readout", ["glimpse", "alpha"])
-def test_detector_gives_the_objects_of_the_workflow_latents(tmp_path, tiny_model, box_readout, hud):
+@pytest.mark.parametrize(
+    "box_readout, hud, overlap_suppression",
+    [
+        ("glimpse", True, 0.0),
+        ("glimpse", False, 0.0),
+        ("alpha", True, 0.0),
+        ("alpha", False, 0.0),
+        ("alpha", True, 0.5),
+        ("glimpse", False, 0.3),
+    ],
+)
+def test_detector_gives_the_objects_of_the_workflow_latents(
+    tmp_path, tiny_model, box_readout, hud, overlap_suppression
+):
     """One inference path: on the same frames the Detector finds exactly the present cells of
-    the workflow's latents file, with the same boxes, scores and z_what (both readouts)."""
+    the workflow's latents file, with the same boxes, scores and z_what (both readouts, with and
+    without the overlap suppression)."""
     import h5py
 
     from spacemoc.detector import Detector
@@ -172,12 +184,13 @@ def test_detector_gives_the_objects_of_the_workflow_latents(tmp_path, tiny_model
     )
     latents = compute_latents(
         model_path, data, tmp_path / "latents.h5", batch_size=2, device="cpu",
-        box_readout=box_readout,
+        box_readout=box_readout, overlap_suppression=overlap_suppression,
     )  # fmt: skip
     lat = load_latents(latents)
+    assert lat.attrs["overlap_suppression"] == overlap_suppression
     det = Detector(
         tiny_model, Everything(), game="pong", device="cpu", hud=hud, box_readout=box_readout,
-        batch_size=8,
+        batch_size=8, overlap_suppression=overlap_suppression,
     )  # fmt: skip
     found = det.detect_preprocessed(frames.reshape(-1, 128, 128, 3))
     codes = lat.z_what.reshape(8, lat.z_what.shape[2], -1)

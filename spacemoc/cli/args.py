@@ -72,6 +72,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def share(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def add_env_seed(parser, help: str, default: int | None = None) -> None:
     parser.add_argument(
         "--env-seed", type=non_negative_int, default=default, metavar="SEED", help=help
@@ -89,6 +97,14 @@ def add_boxes(parser) -> None:
         help="box readout: alpha (the drawn object's extent) or glimpse (z_where, the "
         "reference's); default: the one the run was evaluated with (its detector config.yaml, "
         "classifier or latents), else the workflow's default (eval.boxes)",
+    )
+    parser.add_argument(
+        "--overlap-suppression",
+        type=share,
+        metavar="SHARE",
+        help="drop a present box when a more present one covers at least this share of the "
+        "smaller box (0: off); default: the one the run was evaluated with, else the workflow's "
+        "default (eval.overlap_suppression)",
     )
 
 

@@ -53,6 +53,7 @@ def run(args) -> int:
         seeds=args.seeds,
         device=None if args.device == "auto" else args.device,
         box_readout=args.boxes,
+        overlap_suppression=args.overlap_suppression,
     )
     print(f"wrote {args.out}")
     return 0

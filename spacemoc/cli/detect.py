@@ -85,7 +85,8 @@ def register(subparsers) -> None:
 
 
 def _boxes_kwargs(args) -> dict:
-    return {} if args.boxes is None else {"box_readout": args.boxes}
+    kwargs = {"box_readout": args.boxes, "overlap_suppression": args.overlap_suppression}
+    return {name: value for name, value in kwargs.items() if value is not None}
 
 
 def _detect(args) -> int:
@@ -197,6 +198,7 @@ def _tracking(args) -> int:
         device=args.device,
         max_sequences=args.sequences,
         box_readout=args.boxes,
+        overlap_suppression=args.overlap_suppression,
         **tracker,
     )
     print(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

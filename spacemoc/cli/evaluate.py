@@ -200,6 +200,7 @@ def _latents(args) -> None:
             device=args.device,
             all_cells=args.all_cells,
             box_readout=args.boxes,
+            overlap_suppression=args.overlap_suppression,
         )
     )
 

@@ -1,4 +1,5 @@
-"""Box readouts: how a detection's box is read off a model, by name.
+"""Readouts: how detections are read off a model: the box readout, by name, and the overlap
+suppression.
 
 ``"glimpse"`` (the reference's readout) is the box the model encodes the object from: SPACE's
 z_where, the box its glimpse is cut from. ``"alpha"`` is the box of what the model draws: the
@@ -6,6 +7,11 @@ bounding box of the decoded alpha mask above a threshold. For small objects the 
 pixels (Pong's ball, docs/evaluation.md).
 A family's ``infer(..., box_readout=...)`` offers the readouts it can give
 (``spacemoc.models.space.boxes.alpha_extent`` computes SPACE's alpha boxes).
+
+The overlap suppression (``eval.overlap_suppression``) drops a present box that a more present one
+mostly covers (``spacemoc.geometry.suppress_overlaps``). Both settings are recorded in the files
+a run writes (latents, classifier, exported config), so a detector loaded from a run folder reads
+detections off the model as its evaluation did.
 """
 
 from __future__ import annotations
@@ -40,14 +46,16 @@ def default_box_readout() -> str:
     return check_box_readout(schema_default("eval", "boxes"))
 
 
-def recorded_box_readout(folder: str | Path) -> str | None:
-    """The readout a run or detector folder was evaluated with, as its files record it.
+def _recorded(folder: str | Path, config_key: str, record_key: str):
+    """The value a run or detector folder records for an evaluation setting, or None.
 
-    In order: the ``eval.boxes`` of a detector folder's ``config.yaml`` (the workflow config it
-    was evaluated with; the schema default where it names none), the readout stored in its
-    ``classifier.npz`` (that of the latents it was fit on), the ``box_readout`` of its
-    ``latents/validation.h5`` or ``latents/test.h5``. None when the folder records none.
+    In order: ``eval.<config_key>`` of a detector folder's ``config.yaml`` (the workflow config
+    it was evaluated with; the schema default where it names none), ``record_key`` in its
+    ``classifier.npz`` (that of the latents it was fit on), the ``record_key`` attribute of its
+    ``latents/validation.h5`` or ``latents/test.h5``.
     """
+    from spacemoc.config import schema_default
+
     folder = Path(folder)
     config_path = folder / "config.yaml"
     if config_path.is_file():
@@ -55,15 +63,15 @@ def recorded_box_readout(folder: str | Path) -> str | None:
 
         config = yaml.safe_load(config_path.read_text()) or {}
         eval_section = config.get("eval") or {}
-        return check_box_readout(str(eval_section.get("boxes", default_box_readout())))
+        return eval_section.get(config_key, schema_default("eval", config_key))
     classifier_path = folder / "classifier.npz"
     if classifier_path.is_file():
         import numpy as np
 
         try:  # a damaged file records nothing; the stage that needs it says what is wrong
             with np.load(classifier_path, allow_pickle=False) as arrays:
-                if "box_readout" in arrays.files:
-                    return check_box_readout(str(arrays["box_readout"]))
+                if record_key in arrays.files:
+                    return arrays[record_key].item()
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             pass
     for split in ("validation", "test"):
@@ -73,13 +81,20 @@ def recorded_box_readout(folder: str | Path) -> str | None:
 
             try:
                 with h5py.File(latents_path, "r") as f:
-                    readout = f.attrs.get("box_readout")
+                    value = f.attrs.get(record_key)
             except OSError:
                 continue
-            if readout is not None:
-                readout = readout.decode() if isinstance(readout, bytes) else str(readout)
-                return check_box_readout(readout)
+            if value is not None:
+                return value.decode() if isinstance(value, bytes) else value
     return None
+
+
+def recorded_box_readout(folder: str | Path) -> str | None:
+    """The readout a run or detector folder was evaluated with, as its files record it (the
+    folder's ``config.yaml``, ``classifier.npz`` or latents, see ``_recorded``). None when the
+    folder records none."""
+    readout = _recorded(folder, "boxes", "box_readout")
+    return None if readout is None else check_box_readout(str(readout))
 
 
 def offers_box_readouts(model) -> bool:
@@ -126,3 +141,34 @@ def resolve_box_readout(
         if not offers_box_readouts(model):
             return "glimpse"
     return default_box_readout()
+
+
+def check_overlap_suppression(min_overlap) -> float:
+    """A valid ``eval.overlap_suppression`` as a float: 0 (off) or a share in (0, 1]."""
+    try:
+        value = float(min_overlap)
+    except (TypeError, ValueError):
+        raise ValueError(f"overlap suppression must be a number, got {min_overlap!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"overlap suppression must be in [0, 1] (0: off), got {value}")
+    return value
+
+
+def resolve_overlap_suppression(min_overlap=None, *, folder=None, classifier=None) -> float:
+    """The overlap suppression to use (``spacemoc.geometry.suppress_overlaps``): ``min_overlap``
+    when given, else the one the run was evaluated with: what ``folder`` records (its
+    ``config.yaml``, ``classifier.npz`` or latents), else what the classifier records, else the
+    config schema's default. Files from before the setting existed record none and were made
+    without it, which the default (0, off) matches."""
+    from spacemoc.config import schema_default
+
+    if min_overlap is not None:
+        return check_overlap_suppression(min_overlap)
+    if folder is not None:
+        recorded = _recorded(folder, "overlap_suppression", "overlap_suppression")
+        if recorded is not None:
+            return check_overlap_suppression(recorded)
+    recorded = getattr(classifier, "overlap_suppression", None)
+    if recorded is not None:
+        return check_overlap_suppression(recorded)
+    return check_overlap_suppression(schema_default("eval", "overlap_suppression"))

@@ -81,7 +81,7 @@ def train_classifier(
             centroids=np.zeros((0, lat.z_what.shape[-1])),
             centroid_labels=np.zeros(0, dtype=np.int64),
         )
-        clf.box_readout = str(lat.attrs.get("box_readout", ""))
+        _record_readouts(clf, lat)
         _write(clf, out_npz, out_joblib, out_labels_csv)
         return clf
     print(
@@ -120,7 +120,7 @@ def train_classifier(
         )
     else:
         clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
-    clf.box_readout = str(lat.attrs.get("box_readout", ""))
+    _record_readouts(clf, lat)
     if data_paths is not None:
         clf.box_calibration = _fit_box_calibration(encodings, paths, data_paths)
     _write(clf, out_npz, out_joblib, out_labels_csv)
@@ -159,17 +159,31 @@ def _fit_box_calibration(encodings, latents_paths, data_paths):
     return calibration
 
 
+def _record_readouts(clf, lat) -> None:
+    """The classifier keeps how its latents read detections off the model: the detector's
+    defaults."""
+    clf.box_readout = str(lat.attrs.get("box_readout", ""))
+    clf.overlap_suppression = float(lat.attrs.get("overlap_suppression", 0.0))
+
+
 def _check_same_model(lats, paths) -> None:
-    """Encodings of different models (or box readouts) do not mix in one classifier."""
-    first = lats[0].attrs
+    """Encodings of different models (or readouts) do not mix in one classifier."""
+    first = _identity(lats[0])
     for lat, path in zip(lats[1:], paths[1:], strict=True):
-        for key in ("game", "model_sha256", "box_readout"):
-            a, b = first.get(key, ""), lat.attrs.get(key, "")
-            if a and b and a != b:
+        for key, value in _identity(lat).items():
+            if first[key] != value and (first[key] != "" and value != ""):
                 raise ValueError(
-                    f"{path} and {paths[0]} were made with different {key} ({b!r} vs {a!r}); "
-                    "a classifier is fit on the latents of one model"
+                    f"{path} and {paths[0]} were made with different {key} ({value!r} vs "
+                    f"{first[key]!r}); a classifier is fit on the latents of one model"
                 )
+
+
+def _identity(lat) -> dict:
+    """What a latents file must share with the others of one classifier ("": not recorded; a
+    file without an overlap suppression was made before the setting, so without it)."""
+    identity = {key: lat.attrs.get(key, "") for key in ("game", "model_sha256", "box_readout")}
+    identity["overlap_suppression"] = float(lat.attrs.get("overlap_suppression", 0.0))
+    return identity
 
 
 def _write(clf, out_npz, out_joblib, out_labels_csv) -> None:

@@ -28,12 +28,14 @@ def control(
     seeds: list[int],
     device: str | None = None,
     box_readout: str | None = None,
+    overlap_suppression: float | None = None,
 ) -> list[dict]:
     """Play ``steps`` steps per seed with every object source and write ``out_csv``.
 
     ``detectors``: arm name -> its run folder (``model.pt`` + ``classifier.npz``) or detector
-    folder, as ``spacemoc.Detector.load`` takes it; ``box_readout`` its box readout (None: the
-    one the run was evaluated with); ``device``: None picks CUDA when there is one."""
+    folder, as ``spacemoc.Detector.load`` takes it; ``box_readout`` its box readout and
+    ``overlap_suppression`` its overlap suppression (None: what the run was evaluated with);
+    ``device``: None picks CUDA when there is one."""
     from spacemoc.control import play, policy_for
     from spacemoc.data.env import make_env
     from spacemoc.detector import Detector
@@ -49,7 +51,12 @@ def control(
     for model, folder in sources:
         detector = None
         if folder is not None:
-            detector = Detector.load(folder, device=device, box_readout=box_readout)
+            detector = Detector.load(
+                folder,
+                device=device,
+                box_readout=box_readout,
+                overlap_suppression=overlap_suppression,
+            )
         for seed in seeds:
             env = make_env(game_row)
             source = "detector" if detector is not None else model

@@ -30,6 +30,7 @@ def compute_latents(
     model=None,
     all_cells: bool = False,
     box_readout: str | None = None,
+    overlap_suppression: float | None = None,
 ) -> Path:
     """Run the model over every frame of ``data_path`` and write ``out_path`` (see module doc).
 
@@ -41,19 +42,24 @@ def compute_latents(
     off the model, ``"glimpse"`` (z_where, the reference) or ``"alpha"`` (the drawn object's
     extent, spacemoc.models.readouts); the stored z_where are those boxes. None: the readout the
     model's run folder records, else the config schema's default (``resolve_box_readout``), as
-    the workflow. ``device``: auto, cpu, cuda or cuda:N.
+    the workflow. ``overlap_suppression``: drop a present box that a more present one covers by
+    at least this share of the smaller (0: off; ``spacemoc.geometry.suppress_overlaps``); None:
+    what the run folder records, else the schema's default. ``device``: auto, cpu, cuda or cuda:N.
     """
     from spacemoc.devices import resolve_device
-    from spacemoc.models.readouts import resolve_box_readout
+    from spacemoc.models.readouts import resolve_box_readout, resolve_overlap_suppression
 
     device = resolve_device(device)
     model = _load_model(model_path, model, device)
     box_readout = resolve_box_readout(box_readout, folder=Path(model_path).parent, model=model)
+    overlap_suppression = resolve_overlap_suppression(
+        overlap_suppression, folder=Path(model_path).parent
+    )
     data = _check_data(data_path, model, model_path)
     kwargs = infer_kwargs(model, all_cells, box_readout)
     out_path = Path(out_path)
     with atomic_h5(out_path) as dst:
-        _write_latents(dst, model, data_path, data, kwargs, batch_size, device)
+        _write_latents(dst, model, data_path, data, kwargs, batch_size, device, overlap_suppression)
         dst.attrs.update(
             format=FORMAT,
             game=data["game"],
@@ -70,6 +76,7 @@ def compute_latents(
             present_threshold=PRESENT,
             z_what_all_cells=bool(all_cells or "present_only" not in kwargs),
             box_readout=box_readout,
+            overlap_suppression=overlap_suppression,
         )
     return out_path
 
@@ -113,7 +120,9 @@ def _check_data(data_path, model, model_path) -> dict:
     return {"game": game, "labels": labels, "split": split, "n": n, "T": t}
 
 
-def _write_latents(dst, model, data_path, data, infer_kwargs, batch_size, device) -> None:
+def _write_latents(
+    dst, model, data_path, data, infer_kwargs, batch_size, device, overlap_suppression
+) -> None:
     """Infer every sample of ``data_path`` in batches and write the arrays into ``dst``."""
     from tqdm import tqdm
 
@@ -127,7 +136,7 @@ def _write_latents(dst, model, data_path, data, infer_kwargs, batch_size, device
             stop = min(start + batch_size, n)
             status.update(stop)
             batch = np.stack([frames[i] for i in range(start, stop)])  # (b,T,128,128,3)
-            arrays = infer_batch(model, batch, infer_kwargs, device)
+            arrays = infer_batch(model, batch, infer_kwargs, device, overlap_suppression)
             arrays.update(match_batch(arrays, objects[start:stop]))
             if not datasets:
                 datasets = _create(

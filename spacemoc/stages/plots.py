@@ -58,7 +58,8 @@ def plot_detections(frames, pred, pred_labels, gt, gt_labels, label_names, path,
 
 def plot_model_view(model_path, data_path, path, n_frames: int = 4, threshold: float = 0.5):
     """The first frame of the first ``n_frames`` samples of ``data_path``, one row each: the
-    input with the model's present objects (boxes of ``infer``, alpha readout), then every panel
+    input with the model's present objects (boxes of ``infer``, alpha readout; every present
+    cell, as the model draws it, before any overlap suppression), then every panel
     of the model's ``view`` (the slot family: reconstruction and slot masks; SPACE: reconstruction,
     background, foreground). The full checkpoint (``model.pt``), on the CPU."""
     import torch

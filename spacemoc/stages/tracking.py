@@ -22,6 +22,7 @@ def evaluate_tracking(
     device=None,
     max_sequences: int | None = None,
     box_readout: str | None = None,
+    overlap_suppression: float | None = None,
     **tracker_kwargs,
 ) -> dict[str, float]:
     """Detector + tracker on the tracking split; writes `subset,mota,idf1,...` to `out_csv`.
@@ -29,7 +30,7 @@ def evaluate_tracking(
     `model`: a training run folder (`model.pt` + `classifier.npz`), a checkpoint file with
     `classifier=` (a `classifier.npz`), or anything else `Detector.load` accepts.
     `box_readout`: the detector's box readout ("glimpse" or "alpha"; None: the one the run was
-    evaluated with, as `Detector.load` resolves it).
+    evaluated with, as `Detector.load` resolves it); `overlap_suppression` likewise (0: off).
     `tracker_kwargs` go to `Tracker` (max_missed, max_distance, appearance_weight, ...).
     Ground truth: OCAtari's relevant objects inside the game's relevant area (the `relevant`
     subset).
@@ -41,7 +42,13 @@ def evaluate_tracking(
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
 
-    detector = Detector.load(model, device=device, classifier=classifier, box_readout=box_readout)
+    detector = Detector.load(
+        model,
+        device=device,
+        classifier=classifier,
+        box_readout=box_readout,
+        overlap_suppression=overlap_suppression,
+    )
     tracker = Tracker(**tracker_kwargs)
     objects = read_table(tracking_h5, "objects")
     with open_h5(tracking_h5, "tracking data") as f:

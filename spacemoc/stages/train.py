@@ -318,7 +318,10 @@ class _Run:
             from spacemoc.validation import ValidationProbe
 
             self.probe = ValidationProbe(
-                validation_path, self.train_cfg["eval_samples"], config["eval"]["boxes"]
+                validation_path,
+                self.train_cfg["eval_samples"],
+                config["eval"]["boxes"],
+                config["eval"]["overlap_suppression"],
             )
 
     def resume(self) -> int:

@@ -29,5 +29,6 @@ rule control:
         control=canonical(config["control"]),
         arms=config["models"],
         boxes=config["eval"]["boxes"],
+        overlap_suppression=config["eval"]["overlap_suppression"],
     script:
         "../scripts/control.py"

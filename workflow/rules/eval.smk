@@ -27,6 +27,7 @@ rule latents:
         gpu=1,
     params:
         boxes=config["eval"]["boxes"],
+        overlap_suppression=config["eval"]["overlap_suppression"],
     script:
         "../scripts/latents.py"
 

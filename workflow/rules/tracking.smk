@@ -22,5 +22,6 @@ rule tracking:
         # Tracker settings given in the config's `tracking` section (library defaults otherwise)
         tracker=canonical(config["tracking"]),
         boxes=config["eval"]["boxes"],
+        overlap_suppression=config["eval"]["overlap_suppression"],
     script:
         "../scripts/tracking.py"

@@ -18,4 +18,5 @@ with log_to(snakemake.log[0]):
         steps=snakemake.params.control["steps"],
         seeds=snakemake.params.control["seeds"],
         box_readout=snakemake.params.boxes,
+        overlap_suppression=snakemake.params.overlap_suppression,
     )

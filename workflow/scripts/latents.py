@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.data,
         snakemake.output[0],
         box_readout=snakemake.params.boxes,
+        overlap_suppression=snakemake.params.overlap_suppression,
     )

@@ -14,5 +14,6 @@ with log_to(snakemake.log[0]):
         classifier=snakemake.input.classifier,
         device=None,  # CUDA when the job's machine has it, else the CPU
         box_readout=snakemake.params.boxes,
+        overlap_suppression=snakemake.params.overlap_suppression,
         **snakemake.params.tracker,
     )
