@@ -106,23 +106,30 @@ def test_detector_alpha_boxes_equal_infer(tiny_model):
         Detector(tiny_model, Nearest(), game="pong", box_readout="tight")
 
 
-def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
-    import yaml
-
+def save_run(folder, model, **recorded):
+    """A run folder: ``model.pt`` and a one-centroid ``classifier.npz`` recording ``recorded``."""
     from spacemoc.classifier import ZWhatClassifier
-    from spacemoc.detector import Detector
     from spacemoc.games import get_game
     from spacemoc.models import save_checkpoint
 
     labels = get_game("pong").labels
-    save_checkpoint(tmp_path / "model.pt", tiny_model, game="pong", labels=labels, step=0)
+    save_checkpoint(folder / "model.pt", model, game="pong", labels=labels, step=0)
     ZWhatClassifier(
         kind="nn",
         game="pong",
         labels=labels,
-        centroids=np.zeros((1, tiny_model.config.z_what_dim)),
+        centroids=np.zeros((1, model.config.z_what_dim)),
         centroid_labels=np.array([1]),
-    ).save(tmp_path / "classifier.npz")
+        **recorded,
+    ).save(folder / "classifier.npz")
+
+
+def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
+    import yaml
+
+    from spacemoc.detector import Detector
+
+    save_run(tmp_path, tiny_model)
     # no config: the config schema's default, as in the workflow
     assert Detector.load(tmp_path).box_readout == "alpha"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "alpha"}}))
@@ -136,6 +143,16 @@ def test_exported_config_sets_the_detector_readout(tmp_path, tiny_model):
     )  # a config without the option: the default
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"eval": {"boxes": "glimpse"}}))
     assert Detector.load(tmp_path).box_readout == "glimpse"
+
+
+def test_detector_load_takes_the_recorded_overlap_suppression(tmp_path, tiny_model):
+    from spacemoc.detector import Detector
+
+    save_run(tmp_path, tiny_model, overlap_suppression=0.5)
+    detector = Detector.load(tmp_path, device="cpu")
+    assert detector.overlap_suppression == 0.5
+    assert "overlap_suppression=0.5" in repr(detector)
+    assert Detector.load(tmp_path, device="cpu", overlap_suppression=0).overlap_suppression == 0
 
 
 OBJECT_DTYPE = np.dtype([("sample", "i4"), ("t", "i2"), ("x", "f4"), ("y", "f4"), ("w", "f4"),

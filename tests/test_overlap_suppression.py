@@ -88,33 +88,6 @@ def test_the_setting_is_read_from_what_a_run_records(tmp_path):
         resolve_overlap_suppression("half")
 
 
-def test_detector_load_takes_the_recorded_setting(tmp_path):
-    import torch
-
-    from spacemoc.classifier import ZWhatClassifier
-    from spacemoc.detector import Detector
-    from spacemoc.games import get_game
-    from spacemoc.models import save_checkpoint
-    from spacemoc.models.space import Space, SpaceConfig
-
-    torch.manual_seed(0)
-    model = Space(SpaceConfig(G=4)).eval()
-    labels = get_game("pong").labels
-    save_checkpoint(tmp_path / "model.pt", model, game="pong", labels=labels, step=0)
-    ZWhatClassifier(
-        kind="nn",
-        game="pong",
-        labels=labels,
-        centroids=np.zeros((1, model.config.z_what_dim)),
-        centroid_labels=np.array([1]),
-        overlap_suppression=0.5,
-    ).save(tmp_path / "classifier.npz")
-    detector = Detector.load(tmp_path, device="cpu")
-    assert detector.overlap_suppression == 0.5
-    assert "overlap_suppression=0.5" in repr(detector)
-    assert Detector.load(tmp_path, device="cpu", overlap_suppression=0).overlap_suppression == 0
-
-
 def test_a_classifier_does_not_mix_latents_of_different_suppressions(tmp_path):
     from spacemoc.stages.classifier import _check_same_model
 
