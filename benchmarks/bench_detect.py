@@ -180,6 +180,11 @@ def main(argv=None) -> None:
         help="box readout (default: the run's config.yaml eval.boxes; alpha decodes each kept "
         "object's glimpse)",
     )
+    p.add_argument(
+        "--overlap-suppression",
+        type=float,
+        help="overlap suppression (default: the run's; 0 off, e.g. 0.5)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -195,6 +200,11 @@ def main(argv=None) -> None:
             threshold=args.threshold,
             precision=args.precision,
             **({"box_readout": args.boxes} if args.boxes else {}),
+            **(
+                {"overlap_suppression": args.overlap_suppression}
+                if args.overlap_suppression is not None
+                else {}
+            ),
         )
         source = str(args.run)
     else:
