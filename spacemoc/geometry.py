@@ -85,6 +85,17 @@ def in_relevant_area(game_row, boxes, frame_size=FRAME_SIZE) -> np.ndarray:
     return np.broadcast_to(np.asarray(mask, dtype=bool), corners.shape[:-1]).copy()
 
 
+def check_min_overlap(min_overlap) -> float:
+    """The overlap suppression's share as a float: 0 (off) or in (0, 1]; else a ValueError."""
+    try:
+        value = float(min_overlap)
+    except (TypeError, ValueError):
+        raise ValueError(f"overlap suppression must be a number, got {min_overlap!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f"overlap suppression must be in [0, 1] (0: off), got {value}")
+    return value
+
+
 def suppress_overlaps(z_pres_prob, z_where, min_overlap: float, threshold: float = 0.5):
     """Presence (..., N) with the present cells that repeat a more present box set to 0.
 
@@ -94,10 +105,8 @@ def suppress_overlaps(z_pres_prob, z_where, min_overlap: float, threshold: float
     positive). ``z_where`` (..., N, 4) are the cells' boxes; ``min_overlap`` 0 turns it off.
     """
     prob = np.array(z_pres_prob, dtype=np.result_type(z_pres_prob, np.float32), copy=True)
-    if not min_overlap:
+    if not check_min_overlap(min_overlap):
         return prob
-    if not 0.0 < min_overlap <= 1.0:
-        raise ValueError(f"min_overlap must be in [0, 1] (0: off), got {min_overlap}")
     corners = z_where_to_corners(z_where)
     flat_prob = prob.reshape(-1, prob.shape[-1])  # a view: frames (F,N)
     flat_corners = corners.reshape(-1, prob.shape[-1], 4)

@@ -72,12 +72,14 @@ def positive_int(text: str) -> int:
     return value
 
 
-def share(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+def overlap_share(text: str) -> float:
+    """argparse type: an overlap suppression share, 0 (off) or in (0, 1]."""
+    from spacemoc.geometry import check_min_overlap
+
+    try:
+        return check_min_overlap(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_env_seed(parser, help: str, default: int | None = None) -> None:
@@ -100,7 +102,7 @@ def add_boxes(parser) -> None:
     )
     parser.add_argument(
         "--overlap-suppression",
-        type=share,
+        type=overlap_share,
         metavar="SHARE",
         help="drop a present box when a more present one covers at least this share of the "
         "smaller box (0: off); default: the one the run was evaluated with, else the workflow's "

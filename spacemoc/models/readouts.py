@@ -143,17 +143,6 @@ def resolve_box_readout(
     return default_box_readout()
 
 
-def check_overlap_suppression(min_overlap) -> float:
-    """A valid ``eval.overlap_suppression`` as a float: 0 (off) or a share in (0, 1]."""
-    try:
-        value = float(min_overlap)
-    except (TypeError, ValueError):
-        raise ValueError(f"overlap suppression must be a number, got {min_overlap!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"overlap suppression must be in [0, 1] (0: off), got {value}")
-    return value
-
-
 def resolve_overlap_suppression(min_overlap=None, *, folder=None, classifier=None) -> float:
     """The overlap suppression to use (``spacemoc.geometry.suppress_overlaps``): ``min_overlap``
     when given, else the one the run was evaluated with: what ``folder`` records (its
@@ -161,14 +150,15 @@ def resolve_overlap_suppression(min_overlap=None, *, folder=None, classifier=Non
     config schema's default. Files from before the setting existed record none and were made
     without it, which the default (0, off) matches."""
     from spacemoc.config import schema_default
+    from spacemoc.geometry import check_min_overlap
 
     if min_overlap is not None:
-        return check_overlap_suppression(min_overlap)
+        return check_min_overlap(min_overlap)
     if folder is not None:
         recorded = _recorded(folder, "overlap_suppression", "overlap_suppression")
         if recorded is not None:
-            return check_overlap_suppression(recorded)
+            return check_min_overlap(recorded)
     recorded = getattr(classifier, "overlap_suppression", None)
     if recorded is not None:
-        return check_overlap_suppression(recorded)
-    return check_overlap_suppression(schema_default("eval", "overlap_suppression"))
+        return check_min_overlap(recorded)
+    return check_min_overlap(schema_default("eval", "overlap_suppression"))
