@@ -119,7 +119,7 @@ def test_other_training_data_starts_afresh_and_keeps_the_old_checkpoints(
     second = torch.load(out / "model.pt", weights_only=True)
     assert second["data_fingerprint"] != first["data_fingerprint"]
     assert any(not torch.equal(second["state_dict"][k], v) for k, v in first["state_dict"].items())
-    aside = out / "checkpoints" / "previous_data"
+    aside = out / "checkpoints" / "previous" / "1"
     assert sorted(p.name for p in aside.iterdir()) == ["step_000000001.pt", "step_000000002.pt"]
     # the same data again resumes (nothing to do) instead of restarting
     steps.clear()

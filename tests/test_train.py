@@ -191,20 +191,43 @@ def test_kill_and_resume_continues_the_run_exactly(pong_data, tmp_path, decode_c
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
 
 
-def test_resume_refuses_a_checkpoint_of_another_configuration(pong_data, tmp_path):
-    out = tmp_path / "run"
+def test_checkpoints_of_other_settings_are_set_aside_and_restored(pong_data, tmp_path, capsys):
+    """A setting that changes the weights starts afresh, keeping the old checkpoints; changing it
+    back continues them. (The workflow reruns train after such a change, so it must not fail.)"""
+    out, cfg = tmp_path / "run", config(checkpoint_every=1)
+    aside = out / "checkpoints" / "previous"
     with pytest.raises(Interrupt):
-        cfg = config(checkpoint_every=1)
-        train(pong_data, out, game="pong", config=cfg, seed=0, callback=stop_after(1))
-    with pytest.raises(ValueError, match="lr_fg"):
-        train(pong_data, out, game="pong", config=config(checkpoint_every=1, lr_fg=3e-4), seed=0)
-    with pytest.raises(ValueError, match="seed"):
-        train(pong_data, out, game="pong", config=config(checkpoint_every=1), seed=1)
-    with pytest.raises(ValueError, match="precision"):
-        train(pong_data, out, game="pong", config=config(precision="bfloat16"), seed=0)
-    with pytest.raises(ValueError, match="another model_config.*G: 8 -> 16"):
-        cfg = {**config(checkpoint_every=1), "model": {}}
-        train(pong_data, out, game="pong", config=cfg, seed=0)
+        train(pong_data, out, game="pong", config=cfg, seed=0, callback=stop_after(2))
+    first = params(out / "checkpoints" / "step_000000002.pt")
+
+    def run(cfg, seed=0):
+        seen = []
+        train(pong_data, out, game="pong", config=cfg, seed=seed,
+              callback=lambda step, row: seen.append(step))  # fmt: skip
+        return seen, capsys.readouterr().out
+
+    seen, log = run(config(checkpoint_every=1, lr_fg=3e-4))
+    assert seen == [1, 2, 3]
+    assert "other settings (lr_fg: 0.0001 -> 0.0003)" in log and "starting afresh" in log
+    assert sorted(p.name for p in (aside / "1").iterdir()) == [
+        "step_000000001.pt", "step_000000002.pt"
+    ]  # fmt: skip
+    for changed, named in [
+        ({"seed": 1}, "seed: 0 -> 1"),
+        ({"cfg": config(precision="bfloat16")}, "precision: 'float32' -> 'bfloat16'"),
+        ({"cfg": {**config(), "model": {}}}, "model_config G: 8 -> 16"),
+    ]:
+        seen, log = run(changed.get("cfg", cfg), changed.get("seed", 0))
+        assert seen == [1, 2, 3] and named in log, log
+    # back to the first settings: the first set comes back and continues at step 3
+    seen, log = run(cfg)
+    assert seen == [3] and "restored the checkpoints set aside in" in log, log
+    assert not (aside / "1").exists()
+    torch.testing.assert_close(params(out / "checkpoints" / "step_000000002.pt"), first)
+    assert sorted(p.name for p in aside.iterdir()) == ["2", "3", "4", "5"]  # nothing deleted
+    # a budget below the newest checkpoint starts afresh too
+    seen, log = run(config(checkpoint_every=1, steps=2))
+    assert seen == [1, 2] and "is beyond train.steps=2" in log
 
 
 def test_train_rejects_bad_input(pong_data, tmp_path):

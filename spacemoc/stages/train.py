@@ -11,10 +11,12 @@ losses, what is logged); this module runs it: data order, RNG state, checkpoints
 - ``logs/``: TensorBoard scalars and images, and ``logs/train_curves.csv`` (kept across resumes);
 - ``train_curves.csv``: a copy of the curves, written at the end beside ``model.pt``.
 
-Checkpoints record a fingerprint of the training data: checkpoints of other data are moved to
-``checkpoints/previous_data/`` and training starts afresh (said in the log). Training stops with
-an error naming the step when the loss or a weight stops being finite; a non-finite model is
-never written.
+Checkpoints record a fingerprint of the training data and every setting that changes the weights.
+Checkpoints that cannot be continued (other data, another setting, a step beyond ``train.steps``)
+are moved to a new folder ``checkpoints/previous/<n>/`` and training starts afresh, or continues
+a set put aside earlier that can be (a setting changed and changed back); the log says which and
+why. Training stops with an error naming the step when the loss or a weight stops being finite; a
+non-finite model is never written.
 
 The live curves stay in ``logs/`` because Snakemake deletes the outputs of a failed job, and
 ``train_curves.csv`` is an output; checkpoints and logs are not outputs, so a rerun resumes.
@@ -43,7 +45,7 @@ from spacemoc.rng import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{9})\.pt$")
 KEEP_CHECKPOINTS = 3
-PREVIOUS_DATA_DIR = "previous_data"  # in checkpoints/: the checkpoints of other training data
+SET_ASIDE_DIR = "previous"  # in checkpoints/: a numbered folder per set that cannot be continued
 
 
 def family_name(config: dict | None) -> str:
@@ -146,14 +148,23 @@ def _load_latest_checkpoint(directory: Path) -> dict | None:
 
 
 def _set_aside(checkpoint_dir: Path) -> Path:
-    """Move the periodic checkpoints into ``previous_data/`` (replacing what an earlier data
-    change put there), so a fresh start neither continues nor deletes them."""
-    aside = checkpoint_dir / PREVIOUS_DATA_DIR
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir()
+    """Move the periodic checkpoints into a new folder ``previous/<n>/``, so that a fresh start
+    neither continues nor deletes them."""
+    root = checkpoint_dir / SET_ASIDE_DIR
+    taken = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
+    aside = root / str(max(taken, default=0) + 1)
+    aside.mkdir(parents=True)
     for _, path in list_checkpoints(checkpoint_dir):
         path.rename(aside / path.name)
     return aside
+
+
+def _sets_aside(checkpoint_dir: Path) -> list[Path]:
+    """The folders of ``previous/``, newest first."""
+    root = checkpoint_dir / SET_ASIDE_DIR
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: -int(p.name))
 
 
 def _first_non_finite(model) -> str | None:
@@ -168,27 +179,41 @@ def _first_non_finite(model) -> str | None:
 _RESUME_MAY_CHANGE = {"compositing"}
 
 
-def _check_resumable(state: dict, expected: dict) -> None:
-    """A checkpoint from another configuration must not be continued silently."""
+def _normalise(state: dict, family) -> dict:
+    """A checkpoint's record in today's terms (keys older versions did not write, or wrote
+    otherwise)."""
+    state.setdefault("precision", "float32")
+    state.setdefault("family", DEFAULT_FAMILY)
+    if isinstance(state.get("moc_config"), dict) and state["family"] == family.name:
+        state["moc_config"] = family.loss_config.from_dict(state["moc_config"]).to_dict()
+    return state
+
+
+def _why_not_resumable(state: dict, expected: dict, steps: int) -> str | None:
+    """Why a checkpoint cannot be continued by a run of ``expected`` settings and ``steps``
+    steps (every differing setting with both values), or None if it can."""
+    if state.get("data_fingerprint") != expected["data_fingerprint"]:
+        recorded = state.get("data_fingerprint") or "not recorded"
+        return (
+            f"was trained on other data (data fingerprint {recorded}, now "
+            f"{expected['data_fingerprint']})"
+        )
+    differ = []
     for key, value in expected.items():
         saved = state.get(key)
         if isinstance(value, dict) and isinstance(saved, dict):
-            differ = sorted(
-                k
-                for k in set(value) | set(saved)
+            differ += [
+                f"{key} {k}: {saved.get(k)!r} -> {value.get(k)!r}"
+                for k in sorted(set(value) | set(saved))
                 if value.get(k) != saved.get(k) and k not in _RESUME_MAY_CHANGE
-            )
-            if differ:
-                details = ", ".join(f"{k}: {saved.get(k)!r} -> {value.get(k)!r}" for k in differ)
-                raise ValueError(
-                    f"checkpoint {state['path']} was written with another {key} ({details}); "
-                    "use a fresh output directory or restore the configuration"
-                )
+            ]
         elif saved != value:
-            raise ValueError(
-                f"checkpoint {state['path']} was written with {key}={saved!r}, now {value!r}; "
-                "use a fresh output directory or restore the configuration"
-            )
+            differ.append(f"{key}: {saved!r} -> {value!r}")
+    if differ:
+        return "was written with other settings (" + ", ".join(differ) + ")"
+    if int(state["step"]) > steps:
+        return f"is beyond train.steps={steps}"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,37 +350,24 @@ class _Run:
             )
 
     def resume(self) -> int:
-        """Load the newest checkpoint of this configuration; the step to start from."""
+        """Load the newest checkpoint this run can continue; the step to start from."""
+        expected = {**self.identity, "game": self.game}
         state = _load_latest_checkpoint(self.checkpoint_dir)
-        if state is not None and state.get("data_fingerprint") != self.identity["data_fingerprint"]:
+        problem = state and _why_not_resumable(_normalise(state, self.family), expected, self.steps)
+        if problem:
             aside = _set_aside(self.checkpoint_dir)
-            recorded = state.get("data_fingerprint") or "not recorded"
-            print(
-                f"{state['path']} (step {state['step']}) was trained on other data than "
-                f"{self.data_path} (data fingerprint {recorded}, now "
-                f"{self.identity['data_fingerprint']}): starting afresh at step 0; its "
-                f"checkpoints are kept in {aside}"
-            )
-            state = None
+            print(f"{state['path']} (step {state['step']}) {problem}: set aside in {aside}")
+        if state is None or problem:
+            state = self._restore_set_aside(expected)
+            if state is None and problem:
+                print("starting afresh at step 0")
         start = 0
         if state is not None:
-            state.setdefault("precision", "float32")  # checkpoints from before the option
-            state.setdefault("family", DEFAULT_FAMILY)  # checkpoints from before families
-            if isinstance(state.get("moc_config"), dict):  # retired keys of older versions
-                state["moc_config"] = self.family.loss_config.from_dict(
-                    state["moc_config"]
-                ).to_dict()
-            _check_resumable(state, {**self.identity, "game": self.game})
             self.model.load_state_dict(state["state_dict"])
             self.trainer.load_state_dict(state)
             set_rng_state(state["rng"])
             start = int(state["step"])
             print(f"resuming from {state['path']} at step {start} of {self.steps}")
-        if start > self.steps:
-            raise ValueError(
-                f"{self.checkpoint_dir} holds step {start}, beyond train.steps={self.steps}; "
-                "raise train.steps or use a fresh output directory"
-            )
         self.sampler = StepBatchSampler(
             len(self.dataset), self.identity["batch_size"], self.seed, start, self.steps
         )
@@ -372,6 +384,23 @@ class _Run:
         # purge_step: TensorBoard drops the events a resumed (or restarted) run writes again
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start)
         return start
+
+    def _restore_set_aside(self, expected: dict) -> dict | None:
+        """Move back the newest set of ``previous/`` this run can continue; its newest
+        checkpoint, or None if there is none."""
+        for aside in _sets_aside(self.checkpoint_dir):
+            state = _load_latest_checkpoint(aside)
+            if state is None or _why_not_resumable(
+                _normalise(state, self.family), expected, self.steps
+            ):
+                continue
+            for _, path in list_checkpoints(aside):
+                path.rename(self.checkpoint_dir / path.name)
+            if not any(aside.iterdir()):
+                aside.rmdir()
+            print(f"restored the checkpoints set aside in {aside}: they fit these settings")
+            return _load_latest_checkpoint(self.checkpoint_dir)
+        return None
 
     def loader(self):
         """Batches for the sampler's steps. An own generator: creating the iterator must not
