@@ -12,12 +12,17 @@ reference's operator-precedence bug accepts any not-yet-used label at its first 
 label qualifies, the first candidate label not used yet is taken; when all are used, the most
 frequent neighbour label (the reference raised IndexError there).
 
-Files: ``classifier.npz`` (kind, game, labels, the box readout of the latents it was fit on,
-arrays, and optionally the box calibration of ``spacemoc.box_calibration``; read by
-``ZWhatClassifier.load`` with
-``allow_pickle=False``, used by the detector), ``classifier.joblib`` (the equivalent fitted
-scikit-learn estimator, for scikit-learn users; loading it unpickles, so ``load_joblib`` needs
-``trust=True``) and ``classifier_labels.csv`` (cluster, label, label_name).
+Label features (``features``): ``encoding`` (z_what, the reference's), ``colour`` (the box's
+colour, ``spacemoc.box_colour``) or ``encoding+colour`` (both, each block divided by its total
+standard deviation over the fitting objects, so that the 3 colour channels weigh as much as the
+D encoding dimensions). The classifier compares these vectors; ``predict`` takes the encodings
+and, unless ``encoding``, the boxes' colours.
+
+Files: ``classifier.npz`` (kind, game, labels, features, the box readout of the latents it was
+fit on, arrays, and optionally the box calibration of ``spacemoc.box_calibration``; read by
+``ZWhatClassifier.load`` with ``allow_pickle=False``, used by the detector), ``classifier.joblib``
+(the equivalent fitted scikit-learn estimator, for scikit-learn users; loading it unpickles, so
+``load_joblib`` needs ``trust=True``) and ``classifier_labels.csv`` (cluster, label, label_name).
 """
 
 from __future__ import annotations
@@ -35,6 +40,39 @@ from spacemoc.files import load_npz
 
 FORMAT = "spacemoc-classifier/1"
 KINDS = ("nn", "ridge")
+FEATURES = ("encoding", "colour", "encoding+colour")
+
+
+def check_features(features: str) -> str:
+    if features not in FEATURES:
+        raise ValueError(f"unknown label features {features!r}; valid: {FEATURES}")
+    return features
+
+
+def label_features(features: str, z, colours=None, scales=None) -> np.ndarray:
+    """(n,D) encodings and (n,3) box colours -> the (n,F) vectors a classifier of ``features``
+    compares; ``scales`` (2,): what ``encoding+colour`` divides each block by."""
+    z = np.asarray(z, dtype=np.float64)
+    if check_features(features) == "encoding":
+        return z
+    if colours is None:
+        raise ValueError(
+            f"a classifier of {features!r} features needs the boxes' colours "
+            "(spacemoc.box_colour): the latents or the caller gave none"
+        )
+    colours = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
+    if len(colours) != len(z):
+        raise ValueError(f"{len(colours)} box colours for {len(z)} encodings")
+    if features == "colour":
+        return colours
+    z_scale, colour_scale = (1.0, 1.0) if scales is None else scales
+    return np.concatenate([z / z_scale, colours / colour_scale], axis=1)
+
+
+def feature_scales(z, colours) -> np.ndarray:
+    """(2,) the total standard deviation of the encoding and the colour block (1 where 0)."""
+    spread = [np.sqrt(np.asarray(a, dtype=np.float64).var(axis=0).sum()) for a in (z, colours)]
+    return np.array([v if v > 0 else 1.0 for v in spread])
 
 
 @dataclass
@@ -48,6 +86,8 @@ class ZWhatClassifier:
     intercept: np.ndarray | None = None  # (C,) ridge
     classes: np.ndarray | None = None  # (n_classes,) ridge
     meta: dict = field(default_factory=dict)
+    features: str = "encoding"  # what it compares (FEATURES)
+    feature_scales: np.ndarray | None = None  # (2,) encoding+colour: each block's divisor
     # The box readout of the latents it was fit on ("" unknown): the detector's default readout.
     box_readout: str = ""
     # The overlap suppression of those latents (None unknown): the detector's default.
@@ -58,6 +98,7 @@ class ZWhatClassifier:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown classifier kind {self.kind!r}; valid kinds: {KINDS}")
+        check_features(self.features)
 
     @property
     def dim(self) -> int:
@@ -68,13 +109,19 @@ class ZWhatClassifier:
         """Fitted on no object (the model found none): predicts 0, "no_label", for everything."""
         return self.kind == "nn" and len(self.centroids) == 0
 
-    def predict(self, z) -> np.ndarray:
-        """(n, D) encodings -> (n,) label indices."""
+    def predict(self, z, colours=None) -> np.ndarray:
+        """(n, D) encodings (and (n, 3) box colours unless ``features`` is ``encoding``) ->
+        (n,) label indices."""
         z = np.asarray(z, dtype=np.float64)
-        if z.ndim != 2 or (len(z) and z.shape[1] != self.dim):
+        if self.features == "encoding" and (z.ndim != 2 or (len(z) and z.shape[1] != self.dim)):
             raise ValueError(f"expected encodings of shape (n, {self.dim}), got {z.shape}")
+        if z.ndim != 2:
+            raise ValueError(f"expected encodings of shape (n, D), got {z.shape}")
         if len(z) == 0 or self.empty:
             return np.zeros(len(z), dtype=np.int64)  # 0 is "no_label"
+        z = label_features(self.features, z, colours, self.feature_scales)
+        if z.shape[1] != self.dim:
+            raise ValueError(f"expected {self.dim} {self.features} features, got {z.shape[1]}")
         if self.kind == "nn":
             dist = ((z[:, None, :] - self.centroids[None]) ** 2).sum(-1)
             return self.centroid_labels[dist.argmin(1)].astype(np.int64)
@@ -91,7 +138,10 @@ class ZWhatClassifier:
             "kind": np.array(self.kind),
             "game": np.array(self.game),
             "labels": np.array(self.labels, dtype=str),
+            "features": np.array(self.features),
         }
+        if self.feature_scales is not None:
+            arrays["feature_scales"] = np.asarray(self.feature_scales, dtype=np.float64)
         if self.box_readout:
             arrays["box_readout"] = np.array(self.box_readout)
         if self.overlap_suppression is not None:
@@ -118,6 +168,8 @@ class ZWhatClassifier:
                 for k in ("centroids", "centroid_labels", "coef", "intercept", "classes")
                 if k in arrays
             },
+            features=str(arrays["features"]) if "features" in arrays else "encoding",
+            feature_scales=arrays.get("feature_scales"),
             box_readout=str(arrays["box_readout"]) if "box_readout" in arrays else "",
             overlap_suppression=(
                 float(arrays["overlap_suppression"]) if "overlap_suppression" in arrays else None
@@ -129,7 +181,9 @@ class ZWhatClassifier:
         return clf
 
     def to_sklearn(self):
-        """The equivalent fitted scikit-learn estimator (KNeighbors- or RidgeClassifier)."""
+        """The equivalent fitted scikit-learn estimator (KNeighbors- or RidgeClassifier), on the
+        vectors of ``label_features(est.spacemoc_features_, z, colours, est.spacemoc_feature_
+        scales_)``."""
         if self.empty:
             from sklearn.dummy import DummyClassifier
 
@@ -152,6 +206,8 @@ class ZWhatClassifier:
             est._label_binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(self.classes)
         est.spacemoc_game_ = self.game
         est.spacemoc_labels_ = list(self.labels)
+        est.spacemoc_features_ = self.features
+        est.spacemoc_feature_scales_ = self.feature_scales
         return est
 
 

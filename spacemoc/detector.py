@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spacemoc.box_colour import box_colour
 from spacemoc.devices import resolve_device
 from spacemoc.distill.config import STUDENT_WEIGHTS
 from spacemoc.games import get_game
@@ -206,7 +207,8 @@ class Detector:
     Build it with `Detector.load(folder)` or `Detector.pretrained(game)`; the constructor takes
     the objects: `model` (from `spacemoc.models.load_checkpoint`: any family, or any object with
     the documented `.infer` and `.channel_order`), `classifier` (anything with
-    `.predict(z_what (M,D)) -> label indices`), and `labels`, the names the indices refer to
+    `.predict(z_what (M,D)) -> label indices`; a `ZWhatClassifier` of colour features also gets
+    the boxes' colours, `spacemoc.box_colour`), and `labels`, the names the indices refer to
     (default: the classifier's `.labels`, else the game's label list). The model is left as it
     is given: one on another device, or in training mode, is copied.
     """
@@ -468,7 +470,11 @@ class Detector:
         result: list[list[Detection]] = [[] for _ in range(len(images))]
         if len(b_idx) == 0:
             return result
-        label_idx = np.asarray(self.classifier.predict(z_what))
+        if getattr(self.classifier, "features", "encoding") == "encoding":
+            label_idx = np.asarray(self.classifier.predict(z_what))
+        else:  # a classifier that also compares the boxes' colours, read off the model's input
+            colours = [box_colour(images[b], c) for b, c in zip(b_idx, boxes, strict=True)]
+            label_idx = np.asarray(self.classifier.predict(z_what, np.array(colours)))
         scores = prob[b_idx, c_idx]
         xywh = corners_to_boxes(boxes)
         if self.box_calibration is not None:

@@ -8,6 +8,9 @@
   box readout (attribute ``box_readout``) a present cell's z_where is its drawn object's extent;
   with the overlap suppression (attribute ``overlap_suppression``, 0 or absent: off) a cell whose
   box repeats a more present one has z_pres_prob 0 (``spacemoc.geometry.suppress_overlaps``);
+* ``box_colour`` (N,T,G*G,3) float32: the colour of a present cell's box in the model's input
+  image (``spacemoc.box_colour``; 0 for absent cells), a label feature; files made before it
+  have none;
 * ``label`` (N,T,G*G) int16: for a *present* cell (z_pres_prob > 0.5) the label index of the
   ground-truth object it matches, -1 when it matches none (and for absent cells);
 * ``gt_index`` (N,T,G*G) int32: the matched object's row among that frame's objects, or -1.
@@ -31,8 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from spacemoc.box_colour import box_colours
 from spacemoc.files import open_h5
-from spacemoc.geometry import FRAME_SIZE, in_relevant_area, suppress_overlaps, z_where_to_boxes
+from spacemoc.geometry import (
+    FRAME_SIZE,
+    in_relevant_area,
+    suppress_overlaps,
+    z_where_to_boxes,
+    z_where_to_corners,
+)
 from spacemoc.metrics import CENTRE_THRESHOLD, greedy_match, misalignment_matrix
 
 FORMAT = "spacemoc-latents/1"
@@ -111,14 +121,16 @@ def infer_batch(
     model, batch: np.ndarray, infer_kwargs: dict, device, overlap_suppression: float = 0.0
 ) -> dict:
     """uint8 samples (b,T,128,128,3) -> z_pres_prob (b,T,N), z_where (b,T,N,4), z_what (b,T,N,D)
-    through the model's ``infer`` (the Detector's path: same input, same inference), the
-    presence of boxes repeating a more present one set to 0 (``suppress_overlaps``)."""
+    and box_colour (b,T,N,3) through the model's ``infer`` (the Detector's path: same input, same
+    inference), the presence of boxes repeating a more present one set to 0
+    (``suppress_overlaps``)."""
     import torch
 
     from spacemoc.models.inputs import model_input
 
     b, t = batch.shape[:2]
-    images = model_input(batch.reshape(b * t, *batch.shape[2:]), model.channel_order, device)
+    flat = batch.reshape(b * t, *batch.shape[2:])
+    images = model_input(flat, model.channel_order, device)
     with torch.no_grad():
         out = model.infer(images, **infer_kwargs)
     n = out["z_pres_prob"].shape[-1]
@@ -126,10 +138,14 @@ def infer_batch(
     prob = suppress_overlaps(
         _to_numpy(out["z_pres_prob"]).reshape(b, t, n), z_where, overlap_suppression, PRESENT
     )
+    colours = box_colours(
+        flat, z_where_to_corners(z_where).reshape(b * t, n, 4), prob.reshape(b * t, n) > PRESENT
+    )
     return {
         "z_pres_prob": prob,
         "z_where": z_where,
         "z_what": _to_numpy(out["z_what"]).reshape(b, t, n, -1),
+        "box_colour": colours.reshape(b, t, n, 3),
     }
 
 
@@ -158,6 +174,7 @@ class Latents:
     label: np.ndarray  # (N,T,C) int, -1 = no matched object
     gt_index: np.ndarray  # (N,T,C) int, -1 = no matched object
     attrs: dict
+    box_colour: np.ndarray | None = None  # (N,T,C,3) float, None: made before the feature
 
     @property
     def game(self) -> str:
@@ -184,6 +201,18 @@ class Latents:
             keep = p > PRESENT
             out.append(np.concatenate([b[keep], p[keep, None]], axis=1))
         return out
+
+    def prediction_features(self) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Per frame the z_what (M,D) and box colours (M,3; None without colours) of the rows of
+        ``predictions()``: what a classifier labels them by."""
+        n, t, c, d = self.z_what.shape
+        z = self.z_what.reshape(n * t, c, d)
+        colours = None if self.box_colour is None else self.box_colour.reshape(n * t, c, 3)
+        cells = self.cell_indices()
+        return (
+            [z[f, k] for f, k in enumerate(cells)],
+            [None if colours is None else colours[f, k] for f, k in enumerate(cells)],
+        )
 
     def cell_indices(self) -> list[np.ndarray]:
         """Per frame the cell indices behind ``predictions()``' rows."""
@@ -225,7 +254,8 @@ def load_latents(
                     f"{attrs['split']}, {attrs['n_samples']} samples), which does not match "
                     f"{data_path} ({d_game}, split {d_split}, {d_n} samples)"
                 )
-        arrays = {k: f[k][()] for k in ("z_pres_prob", "z_where", "z_what", "label", "gt_index")}
+        names = ("z_pres_prob", "z_where", "z_what", "label", "gt_index", "box_colour")
+        arrays = {k: f[k][()] for k in names if k in f}
     if arrays["z_pres_prob"].shape[0] == 0:
         raise ValueError(f"{path} holds no samples")
     return Latents(**arrays, attrs=attrs)
@@ -236,8 +266,8 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
 
     ``all``: every matched cell; ``relevant``: cells matched to a relevant label whose box lies
     in the game's relevant area. Returns z_what (n,D), label (n,), frame (n,) (flat frame index),
-    cell (n,), box (n,4) (the cell's [x, y, w, h] in frame pixels) and gt_index (n,) (the matched
-    object's row among its frame's objects).
+    cell (n,), box (n,4) (the cell's [x, y, w, h] in frame pixels), gt_index (n,) (the matched
+    object's row among its frame's objects) and, where the latents have them, colour (n,3).
     """
     from spacemoc.games import get_game
 
@@ -250,7 +280,9 @@ def collect_encodings(lat: Latents, subset: str = "all") -> dict[str, np.ndarray
         keep &= in_relevant_area(game_row, lat.pixel_boxes())
     n, t, c = keep.shape
     flat = np.flatnonzero(keep.reshape(-1))
+    colour = {} if lat.box_colour is None else {"colour": lat.box_colour.reshape(-1, 3)[flat]}
     return {
+        **colour,
         "z_what": lat.z_what.reshape(n * t * c, -1)[flat],
         "label": lat.label.reshape(-1)[flat].astype(np.int64),
         "frame": flat // c,

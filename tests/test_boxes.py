@@ -174,10 +174,12 @@ def test_detector_gives_the_objects_of_the_workflow_latents(
     tmp_path, tiny_model, box_readout, hud, overlap_suppression
 ):
     """One inference path: on the same frames the Detector finds exactly the present cells of
-    the workflow's latents file, with the same boxes, scores and z_what (both readouts, with and
-    without the overlap suppression)."""
+    the workflow's latents file, with the same boxes, scores, z_what and box colours (both
+    readouts, with and without the overlap suppression), so a classifier of colour features
+    labels them alike."""
     import h5py
 
+    from spacemoc.classifier import ZWhatClassifier
     from spacemoc.detector import Detector
     from spacemoc.games import get_game
     from spacemoc.geometry import in_relevant_area
@@ -185,11 +187,11 @@ def test_detector_gives_the_objects_of_the_workflow_latents(
     from spacemoc.models import save_checkpoint
     from spacemoc.stages.latents import compute_latents
 
-    class Everything:
-        def predict(self, z):
-            return np.ones(len(z), dtype=np.int64)
-
     pong = get_game("pong")
+    by_colour = ZWhatClassifier(  # darker boxes are Balls (1), lighter ones Enemies (2)
+        "nn", "pong", pong.labels, centroids=np.array([[0.45] * 3, [0.55] * 3]),
+        centroid_labels=np.array([1, 2]), features="colour",
+    )  # fmt: skip
     frames = np.random.default_rng(1).integers(0, 256, (2, 4, 128, 128, 3), dtype=np.uint8)
     data = tmp_path / "test.h5"
     with h5py.File(data, "w") as f:
@@ -206,12 +208,14 @@ def test_detector_gives_the_objects_of_the_workflow_latents(
     lat = load_latents(latents)
     assert lat.attrs["overlap_suppression"] == overlap_suppression
     det = Detector(
-        tiny_model, Everything(), game="pong", device="cpu", hud=hud, box_readout=box_readout,
+        tiny_model, by_colour, game="pong", device="cpu", hud=hud, box_readout=box_readout,
         batch_size=8, overlap_suppression=overlap_suppression,
     )  # fmt: skip
     found = det.detect_preprocessed(frames.reshape(-1, 128, 128, 3))
     codes = lat.z_what.reshape(8, lat.z_what.shape[2], -1)
+    colours = lat.box_colour.reshape(8, lat.z_what.shape[2], 3)
     assert sum(map(len, found)) > 0
+    assert {d.label for dets in found for d in dets} == {"Ball", "Enemy"}
     for frame, (dets, pred, cells) in enumerate(
         zip(found, lat.predictions(), lat.cell_indices(), strict=True)
     ):
@@ -225,3 +229,5 @@ def test_detector_gives_the_objects_of_the_workflow_latents(
             rtol=0,
             atol=1e-6,
         )
+        expected = by_colour.predict(codes[frame, cells[keep]], colours[frame, cells[keep]])
+        assert [d.label for d in dets] == [pong.labels[i] for i in expected]

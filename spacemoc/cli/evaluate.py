@@ -95,6 +95,13 @@ def register(subparsers) -> None:
         help="nn: k-means clusters: 'classes' (one per relevant class, default), 'auto' (the "
         "best silhouette, up to 4 per class or one per object slot) or a number",
     )
+    p.add_argument(
+        "--features",
+        default="encoding",
+        choices=config_choices("eval", "label_features"),
+        help="what objects are told apart by: encoding (z_what, default), colour (the box's "
+        "colour) or encoding+colour",
+    )
     add_eval_seed(p)
     add_game(p, help="refuse latents of another game")
     p.set_defaults(func=_classifier)
@@ -221,8 +228,9 @@ def _classifier(args) -> None:
         game=args.game,
         clusters=args.clusters,
         data_paths=args.data,
+        features=args.features,
     )
-    print(f"wrote {args.out} ({clf.kind}, game {clf.game})")
+    print(f"wrote {args.out} ({clf.kind}, {clf.features} features, game {clf.game})")
 
 
 def _bgsub(args) -> None:

@@ -17,9 +17,12 @@ from spacemoc.classifier import (
     ZWhatClassifier,
     atomic_write,
     check_clusters,
+    check_features,
     choose_n_clusters,
+    feature_scales,
     fit_centroid_classifier,
     fit_ridge_classifier,
+    label_features,
     write_label_csv,
 )
 from spacemoc.games import get_game
@@ -37,6 +40,7 @@ def train_classifier(
     game: str | None = None,
     clusters: str | int = "classes",
     data_paths: list[str | Path] | None = None,
+    features: str = "encoding",
 ) -> ZWhatClassifier:
     """Fit the classifier on the relevant labelled objects of one or more latents files of one
     model (the workflow's: the validation split, and the agent split where there is one).
@@ -44,10 +48,13 @@ def train_classifier(
     "auto" searches up to four per class, or one per object slot of the game (OCAtari's maximum
     objects) where that is more, among the k whose labelled centroids name every class.
     ``data_paths`` (the dataset splits the latents were made from, in the same order): also fit
-    the box calibration (``spacemoc.box_calibration``) on the matched detections."""
+    the box calibration (``spacemoc.box_calibration``) on the matched detections. ``features``:
+    what the objects are told apart by (``spacemoc.classifier.FEATURES``): the encodings, the
+    boxes' colours or both."""
     if kind not in KINDS:
         raise ValueError(f"unknown classifier kind {kind!r}; valid kinds: {KINDS}")
     check_clusters(clusters)
+    check_features(features)
     paths = [latents_path] if isinstance(latents_path, (str, Path)) else list(latents_path)
     if not paths:
         raise ValueError("no latents file to fit the classifier on")
@@ -84,15 +91,16 @@ def train_classifier(
         _record_readouts(clf, lat)
         _write(clf, out_npz, out_joblib, out_labels_csv)
         return clf
+    x, scales = _features(features, encodings, z, latents_path)
     print(
-        f"training a {kind} classifier on {len(z)} relevant objects "
+        f"training a {kind} classifier ({features} features) on {len(z)} relevant objects "
         f"({dict(zip(*np.unique(y, return_counts=True), strict=True))} per label) of {latents_path}"
     )
     if kind == "nn":
         n_classes = len(g.relevant_indices)
         most = max(4 * n_classes, sum(g.max_objects.values()))
         n_clusters = choose_n_clusters(
-            z,
+            x,
             n_classes,
             clusters,
             max_clusters=most,
@@ -110,7 +118,7 @@ def train_classifier(
             )
             n_clusters = len(z)
         clf = fit_centroid_classifier(
-            z,
+            x,
             y,
             n_clusters,
             g.relevant_indices,
@@ -119,12 +127,28 @@ def train_classifier(
             labels=g.labels,
         )
     else:
-        clf = fit_ridge_classifier(z, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+        clf = fit_ridge_classifier(x, y, shots=shots, seed=seed, game=g.name, labels=g.labels)
+    clf.features, clf.feature_scales = features, scales
     _record_readouts(clf, lat)
     if data_paths is not None:
         clf.box_calibration = _fit_box_calibration(encodings, paths, data_paths)
     _write(clf, out_npz, out_joblib, out_labels_csv)
     return clf
+
+
+def _features(features, encodings, z, latents_path):
+    """The label-feature vectors of the fitting objects and, for ``encoding+colour``, the
+    scales that weigh the two blocks alike."""
+    if features == "encoding":
+        return z, None
+    if any("colour" not in enc for enc in encodings):
+        raise ValueError(
+            f"{latents_path}: latents without box colours (made before them): remake them "
+            f"(spacemoc latents) to fit a classifier on {features!r} features"
+        )
+    colours = np.concatenate([enc["colour"] for enc in encodings])
+    scales = feature_scales(z, colours) if features == "encoding+colour" else None
+    return label_features(features, z, colours, scales), scales
 
 
 def _fit_box_calibration(encodings, latents_paths, data_paths):

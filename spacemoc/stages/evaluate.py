@@ -93,23 +93,16 @@ def ground_truth(data_path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return boxes, labels
 
 
-def prediction_encodings(lat) -> list[np.ndarray]:
-    """Per frame the z_what of the rows of ``lat.predictions()``."""
-    n, t, c, d = lat.z_what.shape
-    z = lat.z_what.reshape(n * t, c, d)
-    return [z[f, cells] for f, cells in enumerate(lat.cell_indices())]
-
-
 def joint_evaluation(lat, gt_boxes, gt_labels, clf) -> dict:
     """Joint detection + classification on the relevant subset (spec §6.4)."""
     from spacemoc.metrics import joint_scores, relevant_subset
 
     pred = lat.predictions()
-    z = prediction_encodings(lat)
+    z, colours = lat.prediction_features()
     rel_pred, rel_gt, rel_labels, keep = relevant_subset(pred, gt_boxes, gt_labels, lat.game)
     pred_labels = [
-        clf.predict(zf[k]) if len(zf[k]) else np.zeros(0, np.int64)
-        for zf, k in zip(z, keep, strict=True)
+        clf.predict(zf[k], None if cf is None else cf[k]) if len(zf[k]) else np.zeros(0, np.int64)
+        for zf, cf, k in zip(z, colours, keep, strict=True)
     ]
     return joint_scores(rel_pred, pred_labels, rel_gt, rel_labels, n_labels=len(lat.labels))
 
@@ -183,7 +176,7 @@ def evaluate(
         if subset == "relevant":
             if len(enc["z_what"]):
                 row["classifier_accuracy"] = float(
-                    (clf.predict(enc["z_what"]) == enc["label"]).mean()
+                    (clf.predict(enc["z_what"], enc.get("colour")) == enc["label"]).mean()
                 )
             row["joint_f1"] = joint_evaluation(lat, gt_boxes, gt_labels, clf)["f1"]
         row.update(tracking.get(subset, {}))

@@ -158,6 +158,9 @@ def _create(dst, n, t, cells, dim):
         "z_what": dst.create_dataset(
             "z_what", (n, t, cells, dim), "f4", chunks=(1, t, cells, dim), **opts
         ),
+        "box_colour": dst.create_dataset(
+            "box_colour", (n, t, cells, 3), "f4", chunks=(1, t, cells, 3), **opts
+        ),
         "label": dst.create_dataset("label", (n, t, cells), "i2", chunks=(1, t, cells), **opts),
         "gt_index": dst.create_dataset(
             "gt_index", (n, t, cells), "i4", chunks=(1, t, cells), **opts

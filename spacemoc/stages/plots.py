@@ -273,7 +273,7 @@ def make_plots(
     from spacemoc.games import get_game
     from spacemoc.latents import collect_encodings, load_latents
     from spacemoc.metrics import precision_recall_curve, relevant_subset
-    from spacemoc.stages.evaluate import ground_truth, joint_evaluation, prediction_encodings
+    from spacemoc.stages.evaluate import ground_truth, joint_evaluation
 
     out_dir = Path(out_dir)
     lat = load_latents(latents_path, data_path=data_path)
@@ -282,7 +282,7 @@ def make_plots(
     names = list(lat.labels)
     gt_boxes, gt_labels = ground_truth(data_path)
     pred = lat.predictions()
-    z = prediction_encodings(lat)
+    z, colours = lat.prediction_features()
     out = {}
 
     # One frame (the first) of the first samples.
@@ -294,7 +294,7 @@ def make_plots(
     out["detections"] = plot_detections(
         frames,
         [pred[i] for i in idx],
-        [clf.predict(z[i]) if len(z[i]) else [] for i in idx],
+        [clf.predict(z[i], colours[i]) if len(z[i]) else [] for i in idx],
         [gt_boxes[i] for i in idx],
         [gt_labels[i] for i in idx],
         names,

@@ -59,6 +59,7 @@ rule classifier:
     params:
         kind=config["eval"]["classifier"],
         clusters=config["eval"]["clusters"],
+        features=config["eval"]["label_features"],
         seed=config["eval"]["seed"],
     script:
         "../scripts/classifier.py"

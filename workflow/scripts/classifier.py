@@ -11,6 +11,7 @@ with log_to(snakemake.log[0]):
         snakemake.output.labels,
         kind=snakemake.params.kind,
         clusters=snakemake.params.clusters,
+        features=snakemake.params.features,
         seed=snakemake.params.seed,
         game=snakemake.wildcards.game,
         data_paths=list(snakemake.input.data),
