@@ -14,6 +14,10 @@ Run from the repository root after a decode_cells run, once per machine:
 docs/runs/pong_1000_steps/train_curves.csv" \
         --out docs/img/pong_time_to_quality_1000_steps.png
 
+With ``--old-curves`` (the validation curve of a run of the old recipe itself, e.g. the shipped
+recipe retrained with a probe) the old recipe is drawn at its own clock instead of steps x
+``--step-s``.
+
 One clock per picture: that machine's. The ``decode_cells: 32`` run is drawn at its own wall clock
 (its train_curves.csv), as is every ``--also`` run. The runs that decode every cell (the old
 step) are drawn at step x ``--step-s``, the old step's ``bench_train.py`` time measured in the
@@ -49,8 +53,16 @@ def main() -> None:
     parser.add_argument(
         "--also", action="append", default=[], metavar="LABEL=CSV", help="more runs, own clock"
     )
+    parser.add_argument(
+        "--old-curves", help="the old recipe's own train_curves.csv: drawn at its own clock"
+    )
     parser.add_argument("--out", default=str(RUNS.parent / "img" / "pong_time_to_quality.png"))
     args = parser.parse_args()
+    if args.old_curves:
+        runs = {args.label: Path(args.curves), **dict(_also(parser, args.also))}
+        runs["all cells, 1,500 steps (own clock)"] = Path(args.old_curves)
+        _plot(runs, {}, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         old = pd.read_csv(RUNS / "pong_600_steps" / "train_curves.csv")
         old["elapsed_s"] = old["step"] * args.step_s
@@ -60,25 +72,33 @@ def main() -> None:
             args.label: Path(args.curves),
             "all cells, 600 steps (steps x old step)": old_csv,
         }
-        for also in args.also:
-            label, _, csv = also.rpartition("=")
-            if not label:
-                parser.error(f"--also takes LABEL=CSV, got {also!r}")
-            runs[label] = Path(csv)
+        runs.update(_also(parser, args.also))
         points = {
             "all cells, 1,500 steps, test split (steps x old step)": [
                 {"minutes": step * args.step_s / 60, "val_relevant_f": f, "val_cluster_nn": nn}
                 for step, (f, nn) in DEFAULT_RECIPE.items()
             ]
         }
-        targets = {"val_relevant_f": 0.97, "val_cluster_nn": 0.98}
-        path = plot_time_to_quality(
-            runs,
-            args.out,
-            targets=targets,
-            points=points,
-            title=f"Pong: time to quality, {args.machine}",
-        )
+        _plot(runs, points, args)
+
+
+def _also(parser, also: list[str]):
+    """(label, path) of each ``--also LABEL=CSV``."""
+    for item in also:
+        label, _, csv = item.rpartition("=")
+        if not label:
+            parser.error(f"--also takes LABEL=CSV, got {item!r}")
+        yield label, Path(csv)
+
+
+def _plot(runs: dict, points: dict, args) -> None:
+    path = plot_time_to_quality(
+        runs,
+        args.out,
+        targets={"val_relevant_f": 0.97, "val_cluster_nn": 0.98},
+        points=points,
+        title=f"Pong: time to quality, {args.machine}",
+    )
     print(path)
 
 
