@@ -89,7 +89,14 @@ def test_pong_and_boxing_are_shipped():
 @pytest.mark.parametrize("game", SHIPPED_GAMES)
 def test_shipped_package_is_complete_and_small(game):
     files = {p.name for p in (PRETRAINED_ROOT / game).iterdir()}
-    assert {"detector.pt", "classifier.npz", "config.yaml", "eval.csv"} <= files
+    # the training cost on record beside the quality: the train rule's Snakemake benchmark
+    assert {
+        "detector.pt",
+        "classifier.npz",
+        "config.yaml",
+        "eval.csv",
+        "train_benchmark.tsv",
+    } <= files
     assert (PRETRAINED_ROOT / game / "detector.pt").stat().st_size <= 12 * 2**20
     row = shipped_relevant_row(game)
     assert 0 < row["f_score"] <= 1 and 0 < row["cluster_nn_accuracy"] <= 1
