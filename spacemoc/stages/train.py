@@ -150,9 +150,8 @@ def _load_latest_checkpoint(directory: Path) -> dict | None:
 def _set_aside(checkpoint_dir: Path) -> Path:
     """Move the periodic checkpoints into a new folder ``previous/<n>/``, so that a fresh start
     neither continues nor deletes them."""
-    root = checkpoint_dir / SET_ASIDE_DIR
-    taken = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
-    aside = root / str(max(taken, default=0) + 1)
+    newest = _sets_aside(checkpoint_dir)[:1]
+    aside = checkpoint_dir / SET_ASIDE_DIR / str(int(newest[0].name) + 1 if newest else 1)
     aside.mkdir(parents=True)
     for _, path in list_checkpoints(checkpoint_dir):
         path.rename(aside / path.name)
@@ -351,14 +350,13 @@ class _Run:
 
     def resume(self) -> int:
         """Load the newest checkpoint this run can continue; the step to start from."""
-        expected = {**self.identity, "game": self.game}
         state = _load_latest_checkpoint(self.checkpoint_dir)
-        problem = state and _why_not_resumable(_normalise(state, self.family), expected, self.steps)
+        problem = state and self._why_not_resumable(state)
         if problem:
             aside = _set_aside(self.checkpoint_dir)
             print(f"{state['path']} (step {state['step']}) {problem}: set aside in {aside}")
         if state is None or problem:
-            state = self._restore_set_aside(expected)
+            state = self._restore_set_aside()
             if state is None and problem:
                 print("starting afresh at step 0")
         start = 0
@@ -385,14 +383,17 @@ class _Run:
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start)
         return start
 
-    def _restore_set_aside(self, expected: dict) -> dict | None:
+    def _why_not_resumable(self, state: dict) -> str | None:
+        """Why this run cannot continue ``state`` (``_why_not_resumable``), or None."""
+        expected = {**self.identity, "game": self.game}
+        return _why_not_resumable(_normalise(state, self.family), expected, self.steps)
+
+    def _restore_set_aside(self) -> dict | None:
         """Move back the newest set of ``previous/`` this run can continue; its newest
         checkpoint, or None if there is none."""
         for aside in _sets_aside(self.checkpoint_dir):
             state = _load_latest_checkpoint(aside)
-            if state is None or _why_not_resumable(
-                _normalise(state, self.family), expected, self.steps
-            ):
+            if state is None or self._why_not_resumable(state):
                 continue
             for _, path in list_checkpoints(aside):
                 path.rename(self.checkpoint_dir / path.name)
